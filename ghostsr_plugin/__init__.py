@@ -1,0 +1,13 @@
+"""GhostSR for BasicSR: importing this package registers its archs and models.
+
+The torchvision/torch compatibility fixes for basicsr 1.4.2 are applied first, so that
+``import basicsr`` works with current torchvision.
+"""
+from . import compat
+
+compat.apply()
+
+from . import archs, models, ops  # noqa: E402  (registration must follow the compat fixes)
+
+__all__ = ['archs', 'models', 'ops']
+__version__ = '0.1.0'

@@ -1,0 +1,89 @@
+"""The Ghost layer every Ghost architecture is built from.
+
+A ``GhostConv2d`` replaces a k x k convolution ``c_in -> c_out``: a real conv (``primary``)
+computes ``ceil(c_out * ratio)`` intrinsic channels, the remaining ghost channels are
+intrinsic ones shifted by a learned pixel offset, and the output is their concat.
+Everything else in the plugin (schedules, clustering, freezing, benchmarks) finds these
+layers by walking ``model.modules()``.
+"""
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ghostsr_plugin import ops
+
+
+class GhostConv2d(nn.Module):
+    """Conv whose output channels beyond ``ceil(c_out * ratio)`` are shifted copies.
+
+    Args:
+        in_channels, out_channels, kernel_size, bias: as ``nn.Conv2d`` (stride 1, 'same' padding).
+        ratio: lambda, the fraction of output channels computed by the real conv, in (0, 1].
+            Below 0.5 the intrinsic channels are reused in order to make enough ghosts.
+        max_shift: d, the largest |dy| and |dx| of the learned shift.
+        orientation_groups: ghost channels are split into this many equal groups, each with
+            its own learned offset; 1 (one per layer) is the paper's and the official code's.
+        abs_argmax: pick the orientation by argmax of ``|logits + noise|`` as the official
+            code does, instead of the Gumbel-max ``logits + noise`` of the paper.
+
+    Attributes:
+        logits: (orientation_groups, (2d+1)^2) orientation logits.
+        temperature: scale of the Gumbel noise added to the logits in training; a schedule
+            sets it every iteration (0 means a deterministic argmax).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, ratio=0.5, max_shift=1, orientation_groups=1,
+                 bias=True, abs_argmax=False):
+        super().__init__()
+        if not 0 < ratio <= 1:
+            raise ValueError(f'GhostConv2d: ratio must be in (0, 1], got {ratio}')
+        if max_shift < 0:
+            raise ValueError(f'GhostConv2d: max_shift must be >= 0, got {max_shift}')
+        num_intrinsic = math.ceil(out_channels * ratio)
+        self.num_ghost = out_channels - num_intrinsic
+        if orientation_groups < 1 or self.num_ghost % orientation_groups:
+            raise ValueError(f'GhostConv2d: {self.num_ghost} ghost channels (out_channels={out_channels}, '
+                             f'ratio={ratio}) cannot be split into orientation_groups={orientation_groups}')
+        self.out_channels, self.max_shift, self.abs_argmax = out_channels, max_shift, abs_argmax
+        self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias)
+        side = 2 * max_shift + 1
+        self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
+        # The official code's init: He-uniform on a (1, 1, side, side) kernel.
+        nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
+        self.temperature = 1.0
+
+    def _scores(self, logits):
+        return logits.abs() if self.abs_argmax else logits
+
+    def orientation(self):
+        """Current hard orientation index per group (eval: argmax of the logits)."""
+        return self._scores(self.logits.detach()).argmax(-1)
+
+    def offset(self):
+        """Current hard orientation as integer (dy, dx) per group, shape (G, 2)."""
+        return ops.offset_table(self.max_shift, self.logits.device)[self.orientation()]
+
+    def selection(self):
+        """Hard one-hot orientation from Gumbel-max, with a straight-through gradient.
+
+        The forward value is the one-hot of ``argmax(logits + temperature * gumbel)``;
+        the backward passes the gradient to the logits unchanged (the official code's
+        ``(hard - logits).detach() + logits``).
+        """
+        logits = self.logits
+        gumbel = -torch.empty_like(logits).exponential_().log()
+        index = self._scores(logits.detach() + self.temperature * gumbel).argmax(-1)
+        hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+        return hard - logits.detach() + logits
+
+    def forward(self, x):
+        x1 = self.primary(x)
+        if self.training:
+            return ops.ghost_features_train(x1, self.num_ghost, self.selection(), self.max_shift)
+        return ops.ghost_features(x1, self.num_ghost, self.offset())
+
+    def extra_repr(self):
+        return (f'out_channels={self.out_channels}, num_ghost={self.num_ghost}, max_shift={self.max_shift}, '
+                f'orientation_groups={self.logits.shape[0]}, abs_argmax={self.abs_argmax}')

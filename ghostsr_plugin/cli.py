@@ -1,0 +1,59 @@
+"""Console commands.
+
+``basicsr train|test -opt FILE [BasicSR flags]`` loads every installed BasicSR plugin
+(entry-point group ``basicsr.plugins``; this package declares itself there), checks the
+option file, and hands over to BasicSR's own ``train_pipeline`` / ``test_pipeline`` with
+every flag passed through. Runs are rooted at the current directory
+(``experiments/``, ``results/``, ``tb_logger/``), as with BasicSR's own scripts.
+"""
+import argparse
+import os
+import sys
+import warnings
+from importlib.metadata import entry_points
+
+PLUGIN_GROUP = 'basicsr.plugins'
+
+
+def load_plugins():
+    """Import this package and every module declared under ``basicsr.plugins``."""
+    import ghostsr_plugin  # noqa: F401  (registers the archs and models; applies the compat fixes)
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except Exception as err:  # a broken third-party plugin must not hide which one it is
+            warnings.warn(f"BasicSR plugin '{entry.name}' ({entry.value}) failed to load: {err!r}", stacklevel=2)
+
+
+def _fail(message):
+    print(f'error: {message}', file=sys.stderr)
+    raise SystemExit(2)
+
+
+def basicsr_main(argv=None):
+    """Entry point of the ``basicsr`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog='basicsr', description='Run BasicSR training or testing with every installed plugin loaded.',
+        epilog='All other flags (--launcher, --auto_resume, --debug, --force_yml, ...) go to BasicSR unchanged.')
+    parser.add_argument('command', choices=['train', 'test'])
+    parser.add_argument('-opt', required=True, help='path to the option YAML file')
+    args, _ = parser.parse_known_args(argv)
+
+    load_plugins()
+    from ghostsr_plugin.option_check import OptionError, check_options
+
+    try:
+        check_options(args.opt, is_train=args.command == 'train')
+    except OptionError as err:
+        _fail(err)
+
+    from basicsr.test import test_pipeline
+    from basicsr.train import train_pipeline
+
+    pipeline = train_pipeline if args.command == 'train' else test_pipeline
+    passed_on = list(argv)
+    passed_on.remove(args.command)
+    sys.argv = [f'basicsr {args.command}', *passed_on]
+    pipeline(os.getcwd())

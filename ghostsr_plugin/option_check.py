@@ -1,0 +1,126 @@
+"""Check a BasicSR option file before BasicSR runs it, so mistakes fail with a clear message.
+
+BasicSR itself fails late and vaguely (a ``KeyError`` deep in a registry, an argument
+error inside a constructor). Every message here names the file and the offending key.
+"""
+import difflib
+import inspect
+import os.path as osp
+
+import yaml
+from basicsr.utils.options import ordered_yaml
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+
+
+class OptionError(ValueError):
+    """An option file that BasicSR cannot run; the message names the file and the key."""
+
+
+def load_option_file(path):
+    """Parse a YAML option file the way BasicSR does, with readable errors."""
+    if not osp.isfile(path):
+        raise OptionError(f'option file not found: {path}')
+    try:
+        with open(path, encoding='utf-8') as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+    except yaml.YAMLError as err:
+        mark = getattr(err, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        raise OptionError(f'{path}: not valid YAML{where}: {getattr(err, "problem", err)}') from None
+    if not isinstance(opt, dict):
+        raise OptionError(f'{path}: expected a mapping of options at the top level, found {type(opt).__name__}')
+    return opt
+
+
+def _suggest(name, choices):
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ''
+
+
+class _Checker:
+
+    def __init__(self, path, opt):
+        self.path, self.opt = path, opt
+
+    def fail(self, key, message):
+        raise OptionError(f"{self.path}: key '{key}': {message}")
+
+    def get(self, key, kind=None, required=True):
+        """The value at dotted ``key``; fails if missing (when required) or of the wrong kind."""
+        value = self.opt
+        for part in key.split('.'):
+            if not isinstance(value, dict) or part not in value:
+                if required:
+                    self.fail(key, 'missing')
+                return None
+            value = value[part]
+        if value is None and not required:
+            return None
+        if kind is not None and not isinstance(value, kind):
+            expected = kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)
+            self.fail(key, f'expected {expected}, found {type(value).__name__} {value!r}')
+        return value
+
+    def registered(self, key, registry, what):
+        """The class or function registered under the ``type`` at ``key``."""
+        name = self.get(key, str)
+        if name not in registry:
+            self.fail(key, f"unknown {what} '{name}'{_suggest(name, registry.keys())}")
+        return registry.get(name)
+
+    def arguments(self, key, target, section):
+        """Fail if ``section`` (minus ``type``) does not fit ``target``'s signature."""
+        kwargs = {k: v for k, v in section.items() if k != 'type'}
+        params = inspect.signature(target).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            for name in kwargs:
+                if name not in params:
+                    self.fail(f'{key}.{name}', f'not an argument of {target.__name__}{_suggest(name, params)}; '
+                              f'expected one of: {", ".join(params)}')
+        for name, p in params.items():
+            if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in kwargs:
+                self.fail(f'{key}.{name}', f'missing (required by {target.__name__})')
+
+    def folder(self, key):
+        path = self.get(key, str, required=False)
+        if path is not None and not osp.exists(osp.expanduser(path)):
+            self.fail(key, f"folder '{path}' does not exist")
+
+
+def check_options(path, is_train):
+    """Load ``path`` and check what BasicSR's train (or test) pipeline will look up."""
+    opt = load_option_file(path)
+    check = _Checker(path, opt)
+    check.get('name', str)
+    check.get('num_gpu', (int, str))
+    check.registered('model_type', MODEL_REGISTRY, 'model')
+    for key in [k for k in opt if k.startswith('network_')]:
+        section = check.get(key, dict)
+        check.arguments(key, check.registered(f'{key}.type', ARCH_REGISTRY, 'arch'), section)
+
+    datasets = check.get('datasets', dict)
+    for phase in datasets:
+        key = f'datasets.{phase}'
+        check.get(key, dict)
+        if phase != 'train' and phase.split('_')[0] not in ('val', 'test'):
+            check.fail(key, "dataset phase must be 'train', 'val*' or 'test*'")
+        check.registered(f'{key}.type', DATASET_REGISTRY, 'dataset')
+        for root in ('dataroot_gt', 'dataroot_lq'):
+            check.folder(f'{key}.{root}')
+    check.get('path', dict)
+    check.folder('path.pretrain_network_g')
+
+    if is_train:
+        if 'train' not in datasets:
+            check.fail('datasets.train', 'missing (basicsr train needs a training set)')
+        train = check.get('train', dict)
+        check.get('train.total_iter', (int, float))
+        check.get('logger.print_freq', (int, float))
+        check.get('logger.save_checkpoint_freq', (int, float))
+        for loss_key in [k for k in train if k.endswith('_opt') and isinstance(train[k], dict)]:
+            check.registered(f'train.{loss_key}.type', LOSS_REGISTRY, 'loss')
+    else:
+        check.get('val', dict)
+    for name in (check.get('val.metrics', dict, required=False) or {}):
+        check.registered(f'val.metrics.{name}.type', METRIC_REGISTRY, 'metric')
+    return opt

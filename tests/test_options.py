@@ -1,0 +1,31 @@
+"""Every shipped option file passes the checks and builds its network."""
+import glob
+import os
+import os.path as osp
+
+import pytest
+from basicsr.archs import build_network
+
+from ghostsr_plugin.option_check import check_options, load_option_file
+
+from .conftest import REPO_ROOT
+
+OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', '**', '*.yml'), recursive=True))
+
+
+@pytest.mark.parametrize('path', OPTION_FILES, ids=lambda p: osp.relpath(p, REPO_ROOT))
+def test_option_file_is_valid(path, tmp_path, monkeypatch):
+    opt = load_option_file(path)
+    monkeypatch.chdir(tmp_path)  # the data folders the file names, relative to a run directory
+    for dataset in opt['datasets'].values():
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            os.makedirs(dataset[key])
+    check_options(path, is_train=True)
+    net = build_network(opt['network_g'])
+    assert net.upsample is not None and opt['scale'] == opt['network_g']['upscale']
+
+
+def test_shipped_options_cover_the_paper_settings():
+    names = {osp.relpath(p, osp.join(REPO_ROOT, 'options')) for p in OPTION_FILES}
+    for s in (2, 3, 4):
+        assert {f'ghost_edsr_x{s}.yml', f'ghost_edsr_baseline_x{s}.yml'} <= names
