@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={'test': ['pytest', 'ruff']},
     entry_points={
-        'console_scripts': ['basicsr = ghostsr_plugin.cli:basicsr_main'],
+        'console_scripts': ['basicsr = ghostsr_plugin.cli:basicsr_main', 'ghostsr = ghostsr_plugin.cli:ghostsr_main'],
         'basicsr.plugins': ['ghostsr = ghostsr_plugin'],
     },
 )

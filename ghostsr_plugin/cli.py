@@ -5,14 +5,20 @@
 option file, and hands over to BasicSR's own ``train_pipeline`` / ``test_pipeline`` with
 every flag passed through. Runs are rooted at the current directory
 (``experiments/``, ``results/``, ``tb_logger/``), as with BasicSR's own scripts.
+
+``ghostsr <command>`` runs the plugin's own tools. Each command is a module listed in
+``GHOSTSR_COMMANDS`` with ``add_arguments(parser)`` and ``run(args)``; its docstring's
+first line is the command's help.
 """
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from importlib.metadata import entry_points
 
 PLUGIN_GROUP = 'basicsr.plugins'
+GHOSTSR_COMMANDS = {}
 
 
 def load_plugins():
@@ -57,3 +63,23 @@ def basicsr_main(argv=None):
     passed_on.remove(args.command)
     sys.argv = [f'basicsr {args.command}', *passed_on]
     pipeline(os.getcwd())
+
+
+def ghostsr_main(argv=None):
+    """Entry point of the ``ghostsr`` command."""
+    load_plugins()
+    from ghostsr_plugin.errors import InputError
+
+    parser = argparse.ArgumentParser(prog='ghostsr', description='GhostSR tools for BasicSR models.')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='command')
+    for name, module_name in GHOSTSR_COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except InputError as err:
+        _fail(err)

@@ -4,15 +4,20 @@ HR is cropped to a multiple of the scale; LR is MATLAB-style bicubic downsamplin
 (BasicSR's ``imresize``, antialiased) rounded to uint8. Images are uint8 HWC, any channel
 order (the resize treats channels independently).
 """
+import cv2
 import numpy as np
 from basicsr.utils.matlab_functions import imresize
+
+from ghostsr_plugin.errors import InputError
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 
 def mod_crop(img, scale):
     """Crop ``img`` (H, W[, C]) so that H and W are multiples of ``scale``."""
     h, w = img.shape[:2]
     if h < scale or w < scale:
-        raise ValueError(f'image of {h}x{w} pixels is smaller than the scale x{scale}')
+        raise InputError(f'image of {h}x{w} pixels is smaller than the scale x{scale}')
     return img[:h - h % scale, :w - w % scale]
 
 
@@ -42,3 +47,15 @@ def paired_crops(hr, lr, scale, lr_size, lr_step):
             lr_crop = lr[top:top + lr_size, left:left + lr_size]
             hr_crop = hr[top * scale:(top + lr_size) * scale, left * scale:(left + lr_size) * scale]
             yield hr_crop, lr_crop
+
+
+def read_color_image(path):
+    """An image file as uint8 BGR (H, W, 3).
+
+    Grayscale files (Set14's ``bridge``) are replicated to three channels, as BasicSR and
+    EDSR load them, so the Y channel is computed from equal R, G and B.
+    """
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f'cannot read image {path}: missing, corrupt or not an image')
+    return img

@@ -5,7 +5,6 @@ pixels cropped at each border; bicubic upscaling is MATLAB-style (BasicSR's ``im
 """
 import os.path as osp
 
-import cv2
 import numpy as np
 import torch
 from basicsr.archs import build_network
@@ -14,13 +13,8 @@ from basicsr.utils import img2tensor, scandir, tensor2img
 from basicsr.utils.matlab_functions import imresize
 from tqdm import tqdm
 
-
-def read_image(path):
-    """An image file as uint8 BGR (H, W, 3); grayscale files are replicated to 3 channels."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'cannot read image {path}: missing, corrupt or not an image')
-    return img
+from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, read_color_image
+from ghostsr_plugin.errors import InputError
 
 
 def load_state_dict(checkpoint, param_key='params'):
@@ -29,7 +23,7 @@ def load_state_dict(checkpoint, param_key='params'):
     if param_key not in state and 'params' in state:
         param_key = 'params'
     if param_key not in state:
-        raise KeyError(f"{checkpoint}: no '{param_key}' in the checkpoint; found keys {sorted(state)}")
+        raise InputError(f"{checkpoint}: no '{param_key}' in the checkpoint; found keys {sorted(state)}")
     return {k.removeprefix('module.'): v for k, v in state[param_key].items()}
 
 
@@ -40,13 +34,13 @@ def load_model(network_opt, checkpoint, param_key='params_ema'):
     expected = net.state_dict()
     for key, value in expected.items():
         if key not in state:
-            raise KeyError(f"{checkpoint} does not fit {network_opt['type']}: missing key '{key}'")
+            raise InputError(f"{checkpoint} does not fit {network_opt['type']}: missing key '{key}'")
         if state[key].shape != value.shape:
-            raise ValueError(f"{checkpoint} does not fit {network_opt['type']}: key '{key}' has shape "
+            raise InputError(f"{checkpoint} does not fit {network_opt['type']}: key '{key}' has shape "
                              f'{tuple(state[key].shape)}, the network expects {tuple(value.shape)}')
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
-        raise KeyError(f"{checkpoint} does not fit {network_opt['type']}: unexpected key '{unexpected[0]}'")
+        raise InputError(f"{checkpoint} does not fit {network_opt['type']}: unexpected key '{unexpected[0]}'")
     net.load_state_dict(state)
     return net.eval()
 
@@ -66,12 +60,12 @@ def network_upscale(net, lr, device='cpu'):
 
 def paired_images(gt_folder, lq_folder):
     """Sorted ``(name, gt_path, lq_path)`` of images present in both folders."""
-    names = sorted(f for f in scandir(gt_folder) if f.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp')))
+    names = sorted(f for f in scandir(gt_folder) if f.lower().endswith(IMAGE_SUFFIXES))
     if not names:
-        raise FileNotFoundError(f'no images in {gt_folder}')
+        raise InputError(f'no images in {gt_folder}')
     missing = [n for n in names if not osp.isfile(osp.join(lq_folder, n))]
     if missing:
-        raise FileNotFoundError(f'{lq_folder} has no LR image for {missing[0]} (and {len(missing) - 1} more)')
+        raise InputError(f'{lq_folder} has no LR image for {missing[0]} (and {len(missing) - 1} more)')
     return [(osp.splitext(n)[0], osp.join(gt_folder, n), osp.join(lq_folder, n)) for n in names]
 
 
@@ -79,7 +73,7 @@ def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate'):
     """Per-image and mean PSNR/SSIM (Y channel, border ``scale``) of ``upscale(lr) -> sr``."""
     rows = []
     for name, gt_path, lq_path in tqdm(paired_images(gt_folder, lq_folder), desc=desc, unit='image'):
-        gt, sr = read_image(gt_path), upscale(read_image(lq_path))
+        gt, sr = read_color_image(gt_path), upscale(read_color_image(lq_path))
         gt = gt[:sr.shape[0], :sr.shape[1]]
         rows.append({
             'image': name,

@@ -11,8 +11,10 @@ import yaml
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
+from ghostsr_plugin.errors import InputError
 
-class OptionError(ValueError):
+
+class OptionError(InputError):
     """An option file that BasicSR cannot run; the message names the file and the key."""
 
 

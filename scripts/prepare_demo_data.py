@@ -18,12 +18,11 @@ import numpy as np
 import skimage.data
 from tqdm import tqdm
 
-from ghostsr_plugin.data_prep import bicubic_downscale, mod_crop, paired_crops
+from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, bicubic_downscale, mod_crop, paired_crops, read_color_image
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HELD_OUT = ('astronaut', 'chelsea', 'coffee')
 TRAIN = ('hubble_deep_field', 'immunohistochemistry', 'retina', 'rocket', 'motorcycle_left', 'motorcycle_right')
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 
 def skimage_photo(name):
@@ -34,13 +33,6 @@ def skimage_photo(name):
     else:
         rgb = getattr(skimage.data, name)()
     return np.ascontiguousarray(rgb[..., ::-1])
-
-
-def read_color(path):
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'cannot read image {path}')
-    return img
 
 
 def main():
@@ -77,7 +69,7 @@ def main():
     if osp.isdir(args.extra):
         extra = sorted(osp.join(root, f) for root, _, files in os.walk(args.extra) for f in files
                        if f.lower().endswith(IMAGE_SUFFIXES))
-        sources += [(osp.splitext(osp.basename(f))[0], lambda f=f: read_color(f)) for f in extra]
+        sources += [(osp.splitext(osp.basename(f))[0], lambda f=f: read_color_image(f)) for f in extra]
         print(f'Adding {len(extra)} training photos from {args.extra}')
     num_crops = 0
     for name, load in tqdm(sources, desc='demo training pairs', unit='image'):

@@ -8,7 +8,11 @@ python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # shellcheck disable=SC1091
 . .venv/bin/activate
-pip_install() { python -m pip install --quiet --disable-pip-version-check "$@"; }
+# (the grep hides this machine's pip-config noise about absent extra index folders)
+pip_install() {
+  python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 |
+    { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+}
 
 # The index's torch builds carry CUDA and run fine on CPU; pinned to the tested pair.
 pip_install torch==2.14.1 torchvision==0.29.2
