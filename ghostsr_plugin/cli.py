@@ -18,7 +18,7 @@ import warnings
 from importlib.metadata import entry_points
 
 PLUGIN_GROUP = 'basicsr.plugins'
-GHOSTSR_COMMANDS = {}
+GHOSTSR_COMMANDS = {'cluster-init': 'ghostsr_plugin.init.command'}
 
 
 def load_plugins():

@@ -6,6 +6,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ghostsr_plugin.archs import GhostConv2d
+from ghostsr_plugin.init import ghost_init_for_training
 
 
 def iters_per_epoch(opt):
@@ -28,6 +29,8 @@ class GhostSRModel(SRModel):
     """
 
     def init_training_settings(self):
+        if 'ghost_init' in self.opt:  # before the EMA copy is made; skipped on resume
+            ghost_init_for_training(self.opt, self.get_bare_model(self.net_g))
         super().init_training_settings()
         self.iters_per_epoch = iters_per_epoch(self.opt)
         self.ghost_layers = ghost_layers(self.net_g)

@@ -1,0 +1,108 @@
+"""Choosing one layer's intrinsic filters: k-means clustering (GhostSR) or the first filters.
+
+A Ghost layer computes ``c_i = ceil(lambda * c_out)`` channels with a real conv and makes
+the rest by shifting them: output position ``p`` carries intrinsic channel ``p % c_i``
+(positions below ``c_i`` are the intrinsic channels themselves). Initializing it from a
+plain layer means choosing which plain filter each intrinsic position computes, and which
+intrinsic position stands in for each plain filter (its *label*); the next layer's input
+weights are built from the labels (see ``transfer``).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+from sklearn.cluster import KMeans
+
+METHODS = ('cluster', 'order')
+KMEANS_RESTARTS = 10  # sklearn's n_init: fixed, so that a seed gives one result
+
+
+@dataclass
+class IntrinsicChoice:
+    """Intrinsic filters of one layer.
+
+    Attributes:
+        intrinsic: (c_i,) index of the plain filter each intrinsic position computes.
+        labels: (c_out,) intrinsic position standing in for each plain filter.
+        distances: (c_out,) distance of each plain filter to the mean of its label group
+            (its cluster's center), in the space the filters were clustered in.
+    """
+
+    intrinsic: np.ndarray
+    labels: np.ndarray
+    distances: np.ndarray
+
+    @property
+    def sizes(self):
+        """Number of plain filters each intrinsic position stands in for."""
+        return np.bincount(self.labels, minlength=len(self.intrinsic))
+
+
+def _distances_to_centers(vectors, labels, num_groups):
+    centers = np.stack([vectors[labels == g].mean(0) for g in range(num_groups)])
+    return np.linalg.norm(vectors - centers[labels], axis=1)
+
+
+def _split_until(labels, num_clusters):
+    """Give ``labels`` exactly ``num_clusters`` non-empty clusters.
+
+    k-means leaves clusters empty only when there are fewer distinct filters than
+    clusters (exact duplicates); a duplicate is then moved out of the largest cluster.
+    """
+    labels = np.unique(labels, return_inverse=True)[1]
+    for new in range(labels.max() + 1, num_clusters):
+        largest = np.flatnonzero(labels == np.bincount(labels).argmax())
+        labels[largest[-1]] = new
+    return labels
+
+
+def cluster_filters(vectors, num_intrinsic, seed=0):
+    """GhostSR's choice: k-means into ``num_intrinsic`` clusters, the filter nearest each center.
+
+    ``vectors`` (c_out, n): the plain filters, flattened (and screened, see ``transfer``).
+    Clusters are then placed on intrinsic positions so that every output position ``p``
+    (which carries intrinsic channel ``p % c_i``) stands in for a plain filter close to
+    filter ``p``, as far as a one-to-one placement allows (a linear assignment on squared
+    distances). The order does not matter where the next layer's input is screened (its
+    weights are folded to match), but it does where the output joins a residual stream
+    that later layers read by channel position.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    num_filters = len(vectors)
+    if num_intrinsic == num_filters:
+        cluster = np.arange(num_filters)
+    else:
+        kmeans = KMeans(n_clusters=num_intrinsic, n_init=KMEANS_RESTARTS, random_state=seed).fit(vectors)
+        cluster = _split_until(kmeans.labels_, num_intrinsic)
+    to_center = _distances_to_centers(vectors, cluster, num_intrinsic)
+    representative = np.array([np.flatnonzero(cluster == k)[to_center[cluster == k].argmin()]
+                               for k in range(num_intrinsic)])
+
+    # cost[q, k]: squared distance of the filters at positions p = q (mod c_i) to representative k.
+    position = np.arange(num_filters) % num_intrinsic
+    squared = cdist(vectors, vectors[representative], 'sqeuclidean')
+    cost = np.stack([squared[position == q].sum(0) for q in range(num_intrinsic)])
+    _, cluster_at = linear_sum_assignment(cost)
+    position_of = np.argsort(cluster_at)
+    return IntrinsicChoice(representative[cluster_at], position_of[cluster], to_center)
+
+
+def order_filters(vectors, num_intrinsic):
+    """The paper's from-scratch layout: intrinsic = the first ``num_intrinsic`` filters.
+
+    Plain filter ``p`` is labelled with the intrinsic channel that output position ``p``
+    carries, ``p % c_i``.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels = np.arange(len(vectors)) % num_intrinsic
+    return IntrinsicChoice(np.arange(num_intrinsic), labels, _distances_to_centers(vectors, labels, num_intrinsic))
+
+
+def choose_intrinsic(vectors, num_intrinsic, method='cluster', seed=0):
+    """Intrinsic filters of one layer by ``method`` ('cluster' or 'order')."""
+    if method == 'cluster':
+        return cluster_filters(vectors, num_intrinsic, seed)
+    if method == 'order':
+        return order_filters(vectors, num_intrinsic)
+    raise ValueError(f"unknown ghost init method '{method}'; expected one of {METHODS}")
