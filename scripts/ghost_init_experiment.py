@@ -11,6 +11,7 @@ python scripts/ghost_init_experiment.py --teacher options/demo/edsr_baseline_x2_
     --ghost options/demo/ghost_edsr_baseline_x2_{cluster,order,scratch}_demo.yml
 """
 import argparse
+import glob
 import json
 import os.path as osp
 from functools import partial
@@ -24,6 +25,12 @@ from ghostsr_plugin.option_check import load_option_file
 
 def trained_checkpoint(opt):
     return osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+
+
+def trained_iterations(opt):
+    """How far the run went: its latest training state (``--force_yml`` may have changed the budget)."""
+    states = glob.glob(osp.join('experiments', opt['name'], 'training_states', '*.state'))
+    return max(int(osp.basename(s).split('.')[0]) for s in states)
 
 
 def initialized(opt, seed=0):
@@ -60,9 +67,8 @@ def main():
         methods[f'{start_name(opt)}, no training'] = partial(network_upscale, initialized(opt))
     for path in args.ghost:
         opt = load_option_file(path)
-        steps = opt['train']['total_iter']
         net = load_model(opt['network_g'], trained_checkpoint(opt))
-        methods[f'{start_name(opt)}, fine-tuned {steps} it'] = partial(network_upscale, net)
+        methods[f'{start_name(opt)}, fine-tuned {trained_iterations(opt)} it'] = partial(network_upscale, net)
 
     results = {}
     for method, upscale in methods.items():

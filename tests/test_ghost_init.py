@@ -116,15 +116,30 @@ def test_plain_tensors_are_copied_bit_for_bit(plain_and_ghost):
             assert torch.equal(ghost[f'{conv}.logits'], fresh[f'{conv}.logits'])  # fresh init kept
 
 
+def coefficients(vectors, choice):
+    """Least-squares coefficient of each filter on its representative, computed directly."""
+    vectors = vectors.flatten(1).double()
+    rep = vectors[choice.intrinsic[choice.labels]]
+    return (vectors * rep).sum(1) / (rep * rep).sum(1)
+
+
+def fold_reference(weight, offset, choice, feeder_vectors):
+    """Intrinsic column q gets sum over plain channels o labelled q of a_o * column o; ghost columns 0."""
+    folded = torch.zeros_like(weight)
+    a = coefficients(feeder_vectors, choice)
+    for o, q in enumerate(choice.labels):
+        folded[:, offset + q] += a[o].item() * weight[:, offset + o]
+    return folded
+
+
 def test_inputs_from_a_ghost_layer_fold_their_clusters(plain_and_ghost):
     plain, _, ghost, choices = plain_and_ghost
-    labels = choices['body.1.conv1'].labels
     weight = plain['body.1.conv2.weight'][choices['body.1.conv2'].intrinsic]
-    expected = torch.zeros_like(weight)
-    for o, q in enumerate(labels):  # plain input channel o now arrives as intrinsic channel q
-        expected[:, q] += weight[:, o]
+    expected = fold_reference(weight, 0, choices['body.1.conv1'], plain['body.1.conv1.weight'])
     assert torch.allclose(ghost['body.1.conv2.primary.weight'], expected, atol=1e-6)
     assert not ghost['body.1.conv2.primary.weight'][:, 8:].any()  # ghost channels start at zero
+    a = coefficients(plain['body.1.conv1.weight'], choices['body.1.conv1'])
+    assert torch.all(a[choices['body.1.conv1'].intrinsic] == 1) and (a != 1).any()  # not a plain sum
 
 
 def duplicated_plain(c, num_block, seed=0):
@@ -207,11 +222,9 @@ def test_concatenated_inputs_are_screened_segment_by_segment():
     assert np.array_equal(choices['c'].intrinsic, expected.intrinsic)
 
     weight = plain['c.weight'][expected.intrinsic]
-    folded = torch.zeros_like(weight)
+    folded = fold_reference(weight, 4, a, plain['a.weight'])
+    folded += fold_reference(weight, 12, b, plain['b.weight'][:, a.intrinsic])
     folded[:, :4] = weight[:, :4]  # the block input: kept as is
-    for offset, choice in ((4, a), (12, b)):
-        for o, q in enumerate(choice.labels):
-            folded[:, offset + q] += weight[:, offset + o]
     assert torch.allclose(net.c.primary.weight, folded, atol=1e-6)
 
 

@@ -25,13 +25,20 @@ class IntrinsicChoice:
     Attributes:
         intrinsic: (c_i,) index of the plain filter each intrinsic position computes.
         labels: (c_out,) intrinsic position standing in for each plain filter.
+        coefficients: (c_out,) how much of each plain filter's response its intrinsic
+            channel stands in for: the least-squares coefficient ``<v, r> / <r, r>`` of the
+            filter ``v`` on its representative ``r`` (1 for the representative itself and
+            for exact duplicates, 0 for an orthogonal filter).
         distances: (c_out,) distance of each plain filter to the mean of its label group
             (its cluster's center), in the space the filters were clustered in.
+        norms: (c_out,) the norm of each plain filter in that space, the scale of ``distances``.
     """
 
     intrinsic: np.ndarray
     labels: np.ndarray
+    coefficients: np.ndarray
     distances: np.ndarray
+    norms: np.ndarray
 
     @property
     def sizes(self):
@@ -42,6 +49,15 @@ class IntrinsicChoice:
 def _distances_to_centers(vectors, labels, num_groups):
     centers = np.stack([vectors[labels == g].mean(0) for g in range(num_groups)])
     return np.linalg.norm(vectors - centers[labels], axis=1)
+
+
+def _choice(vectors, intrinsic, labels, distances):
+    representative = vectors[intrinsic[labels]]
+    norms = (representative * representative).sum(1)
+    projection = (vectors * representative).sum(1)
+    coefficients = np.divide(projection, norms, out=np.zeros_like(norms), where=norms > 0)
+    coefficients[intrinsic] = 1
+    return IntrinsicChoice(intrinsic, labels, coefficients, distances, np.linalg.norm(vectors, axis=1))
 
 
 def _split_until(labels, num_clusters):
@@ -85,7 +101,7 @@ def cluster_filters(vectors, num_intrinsic, seed=0):
     cost = np.stack([squared[position == q].sum(0) for q in range(num_intrinsic)])
     _, cluster_at = linear_sum_assignment(cost)
     position_of = np.argsort(cluster_at)
-    return IntrinsicChoice(representative[cluster_at], position_of[cluster], to_center)
+    return _choice(vectors, representative[cluster_at], position_of[cluster], to_center)
 
 
 def order_filters(vectors, num_intrinsic):
@@ -96,7 +112,7 @@ def order_filters(vectors, num_intrinsic):
     """
     vectors = np.asarray(vectors, dtype=np.float64)
     labels = np.arange(len(vectors)) % num_intrinsic
-    return IntrinsicChoice(np.arange(num_intrinsic), labels, _distances_to_centers(vectors, labels, num_intrinsic))
+    return _choice(vectors, np.arange(num_intrinsic), labels, _distances_to_centers(vectors, labels, num_intrinsic))
 
 
 def choose_intrinsic(vectors, num_intrinsic, method='cluster', seed=0):

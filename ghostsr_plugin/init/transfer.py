@@ -19,17 +19,22 @@ from a Ghost layer's module path to its input's segments in channel order:
 Where a segment is a Ghost layer, the plain filters are clustered on the input channels
 that layer keeps as intrinsic (in their new order), as GhostSR does.
 
-Input channels fed by a Ghost layer. In the plain model, channel ``o`` of the feeding
-layer enters through weight column ``W[:, o]``; in the Ghost model, intrinsic channel
-``q`` stands in for every plain channel labelled ``q`` (its cluster). So the intrinsic
-input column ``q`` is the *sum* of the plain columns of its cluster, and the input columns
-of the ghost (shifted) channels start at zero. Then ``W x ~ sum_q (sum_{o in q} W[:, o]) x_q``:
-the Ghost model starts by computing approximately the plain function, as closely as the
-clusters are tight, and the ghost channels start contributing as their weights and
-orientations are learned (their weights get gradient from the first step). Copying the
-columns instead would make each ghost channel enter through the weight of an unrelated
-plain channel, and keeping only the representative's own column would drop the rest of
-its cluster's contribution.
+Input channels fed by a Ghost layer. In the plain model, the feeding layer's channel ``o``
+enters through the weight column ``W[:, o]``. In the Ghost model only the intrinsic
+channels are computed, and intrinsic channel ``q`` stands in for every plain channel
+labelled ``q`` (its cluster). Each plain contribution ``W[:, o] x_o`` is replaced by its
+least-squares estimate from the representative's response, ``a_o W[:, o] x_q``, where
+``a_o = <v_o, r_q> / <r_q, r_q>`` is the coefficient of filter ``v_o`` on representative
+``r_q`` (exact for the pre-activations under white input; see
+``IntrinsicChoice.coefficients``). So the input column of intrinsic channel ``q`` is
+``sum_{o labelled q} a_o W[:, o]``, and the input columns of the ghost (shifted) channels
+start at zero: they receive gradient from the first step (the orientation logits from the
+second). Exact duplicates get ``a = 1``, and then the Ghost model computes the plain
+function exactly (with unshifted ghosts); an unrelated member gets ``a ~ 0`` and is
+dropped instead of being fed a wrong feature. Two simpler rules were measured and lose
+(README, 'Clustering initialization'): summing the cluster's columns (``a = 1``) adds the
+error of every loose member, and copying the columns unchanged feeds each ghost channel's
+column with a shifted copy of another filter's response.
 """
 import numpy as np
 import torch
@@ -117,8 +122,12 @@ def screening(path, sources, choices, layers, in_channels):
         plain = offset + np.arange(width)
         if plain[-1] >= in_channels:
             break
-        columns.extend(plain if choice is None else offset + choice.intrinsic)
-        fold[plain, plain if choice is None else offset + choice.labels] = 1
+        if choice is None:
+            columns.extend(plain)
+            fold[plain, plain] = 1
+        else:
+            columns.extend(offset + choice.intrinsic)
+            fold[plain, offset + choice.labels] = torch.as_tensor(choice.coefficients)
         offset += width
     if offset != in_channels:
         raise ValueError(f"'{path}': its input sources {segments} do not add up to its {in_channels} input channels")
@@ -163,11 +172,16 @@ def init_from_plain(net, plain_state, method='cluster', seed=0, plain_name='the 
 
 
 def summary_lines(choices):
-    """One line per Ghost layer: filters, clusters, cluster sizes, mean distance to center."""
+    """One line per Ghost layer: filters, clusters, cluster sizes, mean distance to center.
+
+    The distance is also given relative to the mean filter norm: near 0, the layer's
+    filters are near-duplicates of their representatives; near 1, they are unrelated.
+    """
     lines = []
     for path, choice in choices.items():
         sizes = choice.sizes
         lines.append(f'{path}: {len(choice.labels)} filters -> {len(sizes)} clusters, sizes min {sizes.min()} / '
                      f'median {np.median(sizes):g} / max {sizes.max()} ({np.sum(sizes == 1)} singletons), '
-                     f'mean distance to center {choice.distances.mean():.4g}')
+                     f'mean distance to center {choice.distances.mean():.3g} '
+                     f'({choice.distances.mean() / choice.norms.mean():.2f} of the mean filter norm)')
     return lines
