@@ -18,7 +18,9 @@ import warnings
 from importlib.metadata import entry_points
 
 PLUGIN_GROUP = 'basicsr.plugins'
-GHOSTSR_COMMANDS = {}
+GHOSTSR_COMMANDS = {
+    'freeze': 'ghostsr_plugin.freeze',
+}
 
 
 def load_plugins():

@@ -12,6 +12,7 @@ from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.schedules import build_schedule
 
 
 class OptionError(InputError):
@@ -121,6 +122,11 @@ def check_options(path, is_train):
         check.get('logger.save_checkpoint_freq', (int, float))
         for loss_key in [k for k in train if k.endswith('_opt') and isinstance(train[k], dict)]:
             check.registered(f'train.{loss_key}.type', LOSS_REGISTRY, 'loss')
+        if train.get('temperature_schedule') is not None:
+            try:
+                build_schedule(check.get('train.temperature_schedule', dict))
+            except InputError as err:
+                raise OptionError(f'{path}: {err}') from None
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):

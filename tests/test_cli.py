@@ -20,7 +20,8 @@ def test_train_resume_and_test(tmp_path, tiny_options, run_cli):
     # Resume the same run for two more iterations.
     proc = run_cli('basicsr', 'train', '-opt', opt_file, '--auto_resume', '--force_yml', 'train:total_iter=4')
     log = open(sorted(exp.glob('train_*.log'))[-1]).read()
-    assert 'Resuming training from epoch: 0, iter: 2.' in log, proc.stdout + proc.stderr
+    # 2 iterations = one epoch of 8 images at batch 4: the resumed run starts the next epoch
+    assert 'Resuming training from epoch: 1, iter: 2.' in log, proc.stdout + proc.stderr
     assert re.search(r'iter:\s+3,', log) and not re.search(r'iter:\s+1,', log)
     state = torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True)
     assert set(state) == {'params', 'params_ema'}
