@@ -6,8 +6,10 @@ and writes what BasicSR's scripts/data_preparation/extract_subimages.py writes (
 same names), which the option files in options/ read:
   DIV2K_train_HR_sub/0001_s001.png ...              (--crop_size crops every --step pixels)
   DIV2K_train_LR_bicubic/X{s}_sub/0001_s001.png ... (crop_size/s every step/s: the same regions)
-With --lmdb, also <folder>.lmdb for each of them (BasicSR's make_lmdb_from_imgs; keys are the
-file names without .png; meta_info.txt as BasicSR's LMDB datasets expect).
+With --lmdb, also LMDBs named as BasicSR's create_lmdb.py names them (and as the LMDB lines
+of options/ghost_edsr_x*.yml read them): DIV2K_train_HR_sub.lmdb and
+DIV2K_train_LR_bicubic_X{s}_sub.lmdb (BasicSR's make_lmdb_from_imgs; keys are the file names
+without .png; meta_info.txt as BasicSR's LMDB datasets expect).
 
 Example: python scripts/prepare_div2k.py --root datasets/DIV2K --scales 2 3 4 --lmdb
 """
@@ -35,6 +37,12 @@ def lr_folder(root, scale):
 def output_folders(root, scales):
     """{None: HR sub-image folder, s: LR sub-image folder of scale s}."""
     return {None: osp.join(root, f'{HR_FOLDER}_sub'), **{s: lr_folder(root, s) + '_sub' for s in scales}}
+
+
+def lmdb_paths(root, scales):
+    """{None: HR LMDB, s: LR LMDB of scale s}, named as BasicSR's create_lmdb.py names them."""
+    return {None: osp.join(root, f'{HR_FOLDER}_sub.lmdb'),
+            **{s: osp.join(root, f'DIV2K_train_LR_bicubic_X{s}_sub.lmdb') for s in scales}}
 
 
 def _write_crops(img, folder, stem, size, step, thresh_size, source):
@@ -78,12 +86,12 @@ def check_inputs(root, scales, crop_size, step):
     return names
 
 
-def make_lmdb(folder):
-    """``folder``.lmdb from its PNGs, with BasicSR's ``make_lmdb_from_imgs``."""
+def make_lmdb(folder, lmdb_path):
+    """An LMDB of ``folder``'s PNGs, with BasicSR's ``make_lmdb_from_imgs``."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
     names = sorted(f for f in os.listdir(folder) if f.endswith('.png'))
-    make_lmdb_from_imgs(folder, folder + '.lmdb', names, [osp.splitext(n)[0] for n in names])
+    make_lmdb_from_imgs(folder, lmdb_path, names, [osp.splitext(n)[0] for n in names])
 
 
 def main():
@@ -100,24 +108,24 @@ def main():
     args = parser.parse_args()
     try:
         names = check_inputs(args.root, args.scales, args.crop_size, args.step)
-        folders = list(output_folders(args.root, args.scales).values())
-        outputs = folders + ([f + '.lmdb' for f in folders] if args.lmdb else [])
+        folders = output_folders(args.root, args.scales)
+        lmdbs = lmdb_paths(args.root, args.scales) if args.lmdb else {}
+        outputs = [*folders.values(), *lmdbs.values()]
         for path in outputs:
             if osp.exists(path):
                 if not args.overwrite:
                     raise InputError(f'{path} exists; pass --overwrite to replace it')
                 shutil.rmtree(path)
-        for folder in folders:
+        for folder in folders.values():
             os.makedirs(folder)
         work = partial(crop_image, root=args.root, scales=args.scales, crop_size=args.crop_size, step=args.step,
                        thresh_size=args.thresh_size)
         with Pool(args.workers) if args.workers > 1 else nullcontext() as pool:
             jobs = pool.imap_unordered(work, names) if pool else map(work, names)
             counts = list(tqdm(jobs, total=len(names), desc='sub-images', unit='image'))
-        print(f'{sum(counts)} sub-images of {len(names)} images in each of: {", ".join(folders)}')
-        if args.lmdb:
-            for folder in folders:
-                make_lmdb(folder)
+        print(f'{sum(counts)} sub-images of {len(names)} images in each of: {", ".join(folders.values())}')
+        for key, lmdb_path in lmdbs.items():
+            make_lmdb(folders[key], lmdb_path)
     except InputError as err:
         parser.exit(2, f'error: {err}\n')
 

@@ -197,7 +197,8 @@ def test_prepare_div2k_sub_images_and_lmdb(fake_div2k, monkeypatch, capsys):
     assert num_crops == sum(len(list(f.iterdir())) for f in folders.values())
 
     # BasicSR's paired LMDB dataset reads them: the PNGs' pixels, aligned pairs.
-    dataset = PairedImageDataset({'dataroot_gt': f'{folders[1]}.lmdb', 'dataroot_lq': f'{folders[4]}.lmdb',
+    dataset = PairedImageDataset({'dataroot_gt': str(root / 'DIV2K_train_HR_sub.lmdb'),
+                                  'dataroot_lq': str(root / 'DIV2K_train_LR_bicubic_X4_sub.lmdb'),
                                   'io_backend': {'type': 'lmdb'}, 'scale': 4, 'phase': 'val', 'filename_tmpl': '{}'})
     assert len(dataset) == len(list(folders[1].iterdir()))
     item = dataset[7]
