@@ -128,7 +128,7 @@ def _scales(args, models):
 def _sets(args):
     if not osp.isdir(args.data):
         raise InputError(f'test-set folder {args.data} does not exist (make it with scripts/prepare_benchmarks.py)')
-    sets = args.sets or sorted(os.listdir(args.data))
+    sets = args.sets or [d for d in os.listdir(args.data) if osp.isdir(osp.join(args.data, d))]
     return sorted(sets, key=lambda s: (STANDARD_SETS.index(s) if s in STANDARD_SETS else len(STANDARD_SETS), s))
 
 
