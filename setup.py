@@ -18,6 +18,7 @@ setup(
         'scikit-learn',
         'opencv-python',
         'lmdb',
+        'matplotlib',
         'pyyaml',
         'scikit-image',
         'tqdm',

@@ -19,7 +19,9 @@ from importlib.metadata import entry_points
 
 PLUGIN_GROUP = 'basicsr.plugins'
 GHOSTSR_COMMANDS = {
+    'benchmark': 'ghostsr_plugin.benchmark',
     'freeze': 'ghostsr_plugin.freeze',
+    'leaderboard': 'ghostsr_plugin.leaderboard',
 }
 
 

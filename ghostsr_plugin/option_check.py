@@ -90,6 +90,14 @@ class _Checker:
             self.fail(key, f"folder '{path}' does not exist")
 
 
+def check_network_options(path, opt, key='network_g'):
+    """The ``key`` section of ``opt`` (read from ``path``), checked: a registered arch and arguments that fit it."""
+    check = _Checker(path, opt)
+    section = check.get(key, dict)
+    check.arguments(key, check.registered(f'{key}.type', ARCH_REGISTRY, 'arch'), section)
+    return section
+
+
 def check_options(path, is_train):
     """Load ``path`` and check what BasicSR's train (or test) pipeline will look up."""
     opt = load_option_file(path)
@@ -98,8 +106,7 @@ def check_options(path, is_train):
     check.get('num_gpu', (int, str))
     check.registered('model_type', MODEL_REGISTRY, 'model')
     for key in [k for k in opt if k.startswith('network_')]:
-        section = check.get(key, dict)
-        check.arguments(key, check.registered(f'{key}.type', ARCH_REGISTRY, 'arch'), section)
+        check_network_options(path, opt, key)
 
     datasets = check.get('datasets', dict)
     for phase in datasets:

@@ -37,9 +37,9 @@ def test_train_resume_and_test(tmp_path, tiny_options, run_cli):
     assert 10 < psnr < 60
 
 
-def expect_error(capsys, args, *fragments):
+def expect_error(capsys, args, *fragments, main=basicsr_main):
     with pytest.raises(SystemExit) as exit_info:
-        basicsr_main(args)
+        main(args)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     for fragment in fragments:
