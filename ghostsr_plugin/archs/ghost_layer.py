@@ -28,6 +28,8 @@ class GhostConv2d(nn.Module):
         abs_argmax: pick the orientation by argmax of ``|logits + noise|`` as the official
             code does, instead of the Gumbel-max ``logits + noise`` of the paper.
         deploy: build the frozen form (see ``freeze``) that a deploy checkpoint loads into.
+        conv_groups: ``groups`` of the real conv, for archs built on group convs (CARN-M);
+            the ghosts are still appended after all intrinsic channels.
 
     Attributes:
         logits: (orientation_groups, (2d+1)^2) orientation logits; absent once frozen.
@@ -42,7 +44,7 @@ class GhostConv2d(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, ratio=0.5, max_shift=1, orientation_groups=1,
-                 bias=True, abs_argmax=False, deploy=False):
+                 bias=True, abs_argmax=False, deploy=False, conv_groups=1):
         super().__init__()
         if not 0 < ratio <= 1:
             raise ValueError(f'GhostConv2d: ratio must be in (0, 1], got {ratio}')
@@ -54,7 +56,8 @@ class GhostConv2d(nn.Module):
             raise ValueError(f'GhostConv2d: {self.num_ghost} ghost channels (out_channels={out_channels}, '
                              f'ratio={ratio}) cannot be split into orientation_groups={orientation_groups}')
         self.out_channels, self.max_shift, self.abs_argmax = out_channels, max_shift, abs_argmax
-        self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias,
+                                 groups=conv_groups)
         side = 2 * max_shift + 1
         if deploy:
             self.register_buffer('offsets', torch.zeros(orientation_groups, 2, dtype=torch.long))
