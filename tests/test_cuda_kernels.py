@@ -33,6 +33,8 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CU
 
 @pytest.fixture(scope='session')
 def emulated():
+    if torch.version.cuda is None:
+        pytest.skip('torch is a CPU-only build: no CUDA headers and libraries to compile the kernels against')
     if extension.find_nvcc() is None:
         pytest.skip('nvcc not found: set CUDA_HOME to a CUDA toolkit to compile the kernels')
     extension.build('9.0', name='ghostsr_emulated_ops', sources=[EMULATED_SOURCE])
@@ -313,10 +315,11 @@ def run_edsr(model, x, seed):
 
 @needs_gpu
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_ghost_edsr_equals_its_reference_path(cuda_kernels, channels_last):
+def test_ghost_edsr_equals_its_reference_path(cuda_kernels, channels_last, monkeypatch):
     from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
     torch.manual_seed(0)
     model = GhostEDSR(3, 3, num_feat=16, num_block=3, upscale=2, orientation_groups=2).cuda()
     x = torch.rand(2, 3, 17, 23, device='cuda')
