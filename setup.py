@@ -37,6 +37,7 @@ setup(
         'scikit-learn',
         'opencv-python',
         'lmdb',
+        'matplotlib',
         'pyyaml',
         'scikit-image',
         'tqdm',

@@ -18,7 +18,11 @@ import warnings
 from importlib.metadata import entry_points
 
 PLUGIN_GROUP = 'basicsr.plugins'
-GHOSTSR_COMMANDS = {}
+GHOSTSR_COMMANDS = {
+    'benchmark': 'ghostsr_plugin.benchmark',
+    'freeze': 'ghostsr_plugin.freeze',
+    'leaderboard': 'ghostsr_plugin.leaderboard',
+}
 
 
 def load_plugins():

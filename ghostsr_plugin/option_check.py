@@ -12,6 +12,7 @@ from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.schedules import build_schedule
 
 
 class OptionError(InputError):
@@ -89,6 +90,14 @@ class _Checker:
             self.fail(key, f"folder '{path}' does not exist")
 
 
+def check_network_options(path, opt, key='network_g'):
+    """The ``key`` section of ``opt`` (read from ``path``), checked: a registered arch and arguments that fit it."""
+    check = _Checker(path, opt)
+    section = check.get(key, dict)
+    check.arguments(key, check.registered(f'{key}.type', ARCH_REGISTRY, 'arch'), section)
+    return section
+
+
 def check_options(path, is_train):
     """Load ``path`` and check what BasicSR's train (or test) pipeline will look up."""
     opt = load_option_file(path)
@@ -97,8 +106,7 @@ def check_options(path, is_train):
     check.get('num_gpu', (int, str))
     check.registered('model_type', MODEL_REGISTRY, 'model')
     for key in [k for k in opt if k.startswith('network_')]:
-        section = check.get(key, dict)
-        check.arguments(key, check.registered(f'{key}.type', ARCH_REGISTRY, 'arch'), section)
+        check_network_options(path, opt, key)
 
     datasets = check.get('datasets', dict)
     for phase in datasets:
@@ -121,6 +129,11 @@ def check_options(path, is_train):
         check.get('logger.save_checkpoint_freq', (int, float))
         for loss_key in [k for k in train if k.endswith('_opt') and isinstance(train[k], dict)]:
             check.registered(f'train.{loss_key}.type', LOSS_REGISTRY, 'loss')
+        if train.get('temperature_schedule') is not None:
+            try:
+                build_schedule(check.get('train.temperature_schedule', dict))
+            except InputError as err:
+                raise OptionError(f'{path}: {err}') from None
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):

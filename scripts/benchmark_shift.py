@@ -8,10 +8,13 @@ each done four ways:
   roll       torch.roll (wraps around instead of zero fill; a plain PyTorch data move)
   depthwise  the official code's way: a depthwise 3x3 conv with a one-hot kernel
 Bandwidth is effective: the bytes the op must read and write once, over its time, set
-against the device's copy bandwidth (``dst.copy_(src)``) measured in the same run.
+against the device's copy bandwidth (``dst.copy_(src)``) measured in the same run. On a GPU
+an op is timed as a CUDA graph replay (CUDA events, median), so the figures are the device's,
+not Python's launch cost; the reference Ghost ops read the offsets back to the host and cannot
+be captured, so they are timed as launched ('timing' in the JSON says which).
 
 End to end: GhostEDSR-L x2 against EDSR-L x2 on one input (default 640 x 360), eval, median
-latency (CUDA events on a GPU) after warm-up, with parameters and FLOPs
+latency after warm-up (ghostsr_plugin.cost: CUDA events on a GPU), with parameters and FLOPs
 (torch.utils.flop_counter, counted on the meta device).
 
 Example (a GPU): python scripts/benchmark_shift.py
@@ -19,6 +22,7 @@ Example (CPU, small): python scripts/benchmark_shift.py --device cpu --sizes 1x1
     --e2e-size 24x32 --num-feat 16 --num-block 2 --runs 5 --json /tmp/shift.json
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -32,10 +36,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from ghostsr_plugin import ops
+from ghostsr_plugin import cost, ops
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.ops import reference
+from ghostsr_plugin.ops import extension, reference
 
 OFFSET = (1, 1)  # the shift every op is timed with
 
@@ -50,25 +54,36 @@ def parse_size(text, parts, what):
     return size
 
 
-def timer(device, runs, warmup):
-    """Median seconds of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
-    def median_time(fn):
+def op_timer(device, runs, warmup):
+    """``measure(fn)``: median seconds of ``fn()`` over ``runs`` calls after ``warmup``, and how.
+
+    On a GPU (from a side stream: the default stream cannot be captured) ``fn`` is captured once
+    as a CUDA graph, unless ``capture`` is False (``fn`` syncs with the host), and its replays,
+    or calls, are timed between two events each, with no sync in between. On a CPU: the wall clock.
+    """
+    def median_time(fn, capture=True):
         for _ in range(warmup):
             fn()
-        if device.type == 'cuda':
-            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
-            for start, end in events:
-                start.record()
+        if device.type != 'cuda':
+            times = []
+            for _ in range(runs):
+                begin = time.perf_counter()
                 fn()
-                end.record()
-            torch.cuda.synchronize()
-            return statistics.median(start.elapsed_time(end) for start, end in events) / 1e3
-        times = []
-        for _ in range(runs):
-            begin = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - begin)
-        return statistics.median(times)
+                times.append(time.perf_counter() - begin)
+            return statistics.median(times), 'wall clock'
+        run, timing = fn, 'CUDA events, eager'
+        if capture:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=torch.cuda.current_stream()):
+                fn()
+            run, timing = graph.replay, 'CUDA events, graph replay'
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
+        for start, end in events:
+            start.record()
+            run()
+            end.record()
+        torch.cuda.synchronize(device)
+        return statistics.median(start.elapsed_time(end) for start, end in events) / 1e3, timing
 
     return median_time
 
@@ -77,7 +92,7 @@ def copy_bandwidth(device, mib, measure):
     """GB/s of ``dst.copy_(src)`` on a ``mib`` MiB buffer (bytes read plus bytes written)."""
     src = torch.empty(mib * 2**20, dtype=torch.uint8, device=device).fill_(1)
     dst = torch.empty_like(src)
-    return 2 * src.numel() / measure(lambda: dst.copy_(src)) / 1e9
+    return 2 * src.numel() / measure(lambda: dst.copy_(src))[0] / 1e9
 
 
 def one_hot_kernel(channels, dy, dx, device, dtype):
@@ -143,6 +158,10 @@ def op_cases(n, c, h, w, device, dtype):
     }
 
 
+# the reference Ghost ops read the offsets (or selection) back to the host: no CUDA graph of them
+SYNCING = {('ghost eval', 'reference'), ('ghost train', 'reference')}
+
+
 def benchmark_ops(args, device, measure, copy_gbs):
     rows = []
     jobs = [(size, dtype) for size in args.sizes for dtype in args.dtypes]
@@ -151,16 +170,18 @@ def benchmark_ops(args, device, measure, copy_gbs):
             inputs = make()
             out = forward(*inputs)
             grad_out = torch.randn_like(out)
+            capture = (op, impl) not in SYNCING
             with torch.no_grad():
-                fwd_s = measure(lambda forward=forward, inputs=inputs: forward(*inputs))
-            bwd_s = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
-                out, inputs, grad_out, retain_graph=True))
-            for direction, seconds, moved in (('forward', fwd_s, fwd_bytes), ('backward', bwd_s, bwd_bytes)):
+                fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+            bwd = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
+                out, inputs, grad_out, retain_graph=True), capture)
+            for direction, (seconds, timing), moved in (('forward', fwd, fwd_bytes), ('backward', bwd, bwd_bytes)):
                 gbs = moved / seconds / 1e9
                 rows.append({'size': 'x'.join(map(str, size)), 'dtype': str(dtype).replace('torch.', ''), 'op': op,
                              'direction': direction, 'impl': impl, 'time_us': seconds * 1e6, 'bytes': moved,
-                             'gb_per_s': gbs, 'copy_fraction': gbs / copy_gbs})
+                             'gb_per_s': gbs, 'copy_fraction': gbs / copy_gbs, 'timing': timing})
             del inputs, out, grad_out
+
     def case(row):
         return row['size'], row['dtype'], row['op'], row['direction']
 
@@ -179,15 +200,10 @@ def edsr_models(args, device):
         return {'EDSR': EDSR(**common), 'GhostEDSR': GhostEDSR(**common)}
 
 
-def benchmark_end_to_end(args, device, measure):
-    from torch.utils.flop_counter import FlopCounterMode
-
+def benchmark_end_to_end(args, device):
     h, w = args.e2e_size
-    flops = {}
-    for name, model in edsr_models(args, 'meta').items():
-        with FlopCounterMode(display=False) as counter:
-            model.eval()(torch.empty(1, 3, h, w, device='meta'))
-        flops[name] = counter.get_total_flops()
+    flops = {name: cost.count_flops(model.eval(), torch.empty(1, 3, h, w, device='meta'))
+             for name, model in edsr_models(args, 'meta').items()}
     rows = []
     models = edsr_models(args, device)
     for dtype in args.dtypes:
@@ -195,17 +211,13 @@ def benchmark_end_to_end(args, device, measure):
         for name, model in tqdm(models.items(), desc=f'end to end {dtype}', unit='model'):
             model = model.eval().to(dtype)
             x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
-            with torch.inference_mode():
-                times[name] = measure(lambda model=model, x=x: model(x))
+            times[name], timing = cost.measure_latency(lambda model=model, x=x: model(x), device, args.warmup,
+                                                       args.runs)
             rows.append({'model': name, 'dtype': str(dtype).replace('torch.', ''), 'input': f'{w}x{h}',
-                         'latency_ms': times[name] * 1e3, 'params': sum(p.numel() for p in model.parameters()),
+                         'latency_ms': times[name] * 1e3, 'timing': timing, 'params': cost.count_params(model),
                          'gflops': flops[name] / 1e9})
         rows[-1]['latency_ratio'] = times['GhostEDSR'] / times['EDSR']
     return rows
-
-
-def device_name(device):
-    return torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU ({os.cpu_count()} cores)'
 
 
 def print_tables(result):
@@ -228,7 +240,7 @@ def print_tables(result):
 
 
 def default_json(device, date):
-    slug = re.sub(r'[^a-z0-9]+', '-', device_name(device).lower()).strip('-')
+    slug = re.sub(r'[^a-z0-9]+', '-', cost.device_name(device).lower()).strip('-')
     return osp.join('benchmarks', 'results', f'shift_{slug}_{date}.json')
 
 
@@ -269,14 +281,19 @@ def main():
     except InputError as err:
         parser.exit(2, f'error: {err}\n')
 
-    torch.backends.cudnn.benchmark = True
     device = torch.device(args.device)
-    measure = timer(device, args.runs, args.warmup)
-    copy_gbs = copy_bandwidth(device, args.copy_mib or (1024 if device.type == 'cuda' else 64), measure)
-    result = {'device': device_name(device), 'date': args.date, 'torch': torch.__version__, 'cuda': torch.version.cuda,
-              'command': ' '.join([osp.basename(sys.executable), *sys.argv]), 'runs': args.runs,
-              'offset': OFFSET, 'copy_gb_per_s': copy_gbs, 'ops': benchmark_ops(args, device, measure, copy_gbs),
-              'end_to_end': benchmark_end_to_end(args, device, measure) if args.e2e_size else []}
+    if device.type == 'cuda' and not extension.load():
+        parser.exit(2, 'error: the CUDA kernels are unavailable (see the warning above): nothing to benchmark\n')
+    torch.backends.cudnn.benchmark = True
+    measure = op_timer(device, args.runs, args.warmup)
+    # ops on a side stream, where CUDA graphs can be captured
+    with torch.cuda.stream(torch.cuda.Stream(device)) if device.type == 'cuda' else contextlib.nullcontext():
+        copy_gbs = copy_bandwidth(device, args.copy_mib or (1024 if device.type == 'cuda' else 64), measure)
+        op_rows = benchmark_ops(args, device, measure, copy_gbs)
+    result = {'device': cost.device_name(device), 'date': args.date, 'torch': torch.__version__,
+              'cuda': torch.version.cuda, 'command': ' '.join([osp.basename(sys.executable), *sys.argv]),
+              'runs': args.runs, 'warmup': args.warmup, 'offset': OFFSET, 'copy_gb_per_s': copy_gbs, 'ops': op_rows,
+              'end_to_end': benchmark_end_to_end(args, device) if args.e2e_size else []}
     print_tables(result)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w') as f:
