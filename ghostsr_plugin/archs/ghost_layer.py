@@ -41,6 +41,8 @@ class GhostConv2d(nn.Module):
             same noise as uninterrupted ones.
         learn_orientation: when False, training uses the current argmax orientation and the
             logits get no gradient (a schedule's warm-up holds the orientation still).
+        last_sampled: the orientation index per group the last training forward drew
+            (None before the first), for watching the sampled orientations settle.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, ratio=0.5, max_shift=1, orientation_groups=1,
@@ -66,6 +68,7 @@ class GhostConv2d(nn.Module):
             # The official code's init: He-uniform on a (1, 1, side, side) kernel.
             nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
         self.temperature, self.noise_generator, self.learn_orientation = 1.0, None, True
+        self.last_sampled = None
 
     @property
     def frozen(self):
@@ -109,6 +112,7 @@ class GhostConv2d(nn.Module):
         logits = self.logits
         gumbel = -torch.empty_like(logits).exponential_(generator=self.noise_generator).log()
         index = self._scores(logits.detach() + self.temperature * gumbel).argmax(-1)
+        self.last_sampled = index
         hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
         return hard - logits.detach() + logits
 

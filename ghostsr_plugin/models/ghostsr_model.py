@@ -63,9 +63,12 @@ class GhostSRModel(SRModel):
     def get_current_log(self):
         """BasicSR calls this at its print frequency: add the temperature and the orientations."""
         rows = self.monitor.report()
-        get_root_logger().info('Ghost orientations (dy, dx) [changes since last log]: ' + ', '.join(
-            f'{name} {" ".join(map(str, map(tuple, offsets)))} [{flips}]' for name, offsets, flips in rows))
-        return {**self.log_dict, 'temperature': self.temperature, 'orientation_changes': sum(r[2] for r in rows)}
+        get_root_logger().info('Ghost orientations, argmax (dy, dx) [changes of the argmax/sampled orientation '
+                               'since the last log]: ' + ', '.join(
+                                   f'{name} {" ".join(map(str, map(tuple, offsets)))} [{argmax}/{sampled}]'
+                                   for name, offsets, argmax, sampled in rows))
+        return {**self.log_dict, 'temperature': self.temperature,
+                'argmax_changes': sum(r[2] for r in rows), 'sampled_changes': sum(r[3] for r in rows)}
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         super().validation(dataloader, current_iter, tb_logger, save_img)
@@ -82,10 +85,10 @@ class GhostSRModel(SRModel):
         super().save(epoch, current_iter)
         if current_iter == -1:  # BasicSR's end of training
             self.save_deploy()
-            last_tenth = self.total_iter - self.total_iter // 10
-            changed = self.monitor.layers_changed_since(last_tenth)
-            get_root_logger().info(f'Ghost layers whose orientation changed in the last 10% of training: '
-                                   f'{len(changed)}/{len(self.ghost_layers)} {changed}')
+            settling = self.monitor.settling(self.total_iter - self.total_iter // 10)
+            for kind, names in settling.items():
+                get_root_logger().info(f'Ghost layers whose {kind} orientation changed in the last 10% of training: '
+                                       f'{len(names)}/{len(self.ghost_layers)} {names}')
 
     def save_deploy(self):
         """Write ``net_g_deploy.pth``: the networks with their orientations frozen into integer shifts."""
