@@ -1,5 +1,23 @@
 """ghostsr-plugin: GhostSR (Nie et al., TMLR 2022) for BasicSR."""
+import os
+
 from setuptools import find_packages, setup
+
+
+def cuda_extensions():
+    """The fused CUDA shift kernels, built with the package when GHOSTSR_EXT=1 (as BasicSR's BASICSR_EXT).
+
+    Without it nothing is compiled here (no nvcc needed): the kernels are then compiled on first
+    use on a GPU, or the ops run their PyTorch reference.
+    """
+    if os.getenv('GHOSTSR_EXT', '0') in ('', '0'):
+        return {}
+    from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+    kernels = CUDAExtension('ghostsr_plugin.ops._C', ['ghostsr_plugin/ops/csrc/ghost_ops.cu'],
+                            extra_compile_args={'cxx': ['-O3'], 'nvcc': ['-O3']})
+    return {'ext_modules': [kernels], 'cmdclass': {'build_ext': BuildExtension}}
+
 
 setup(
     name='ghostsr-plugin',
@@ -11,6 +29,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['ghostsr_plugin', 'ghostsr_plugin.*']),
     include_package_data=True,
+    package_data={'ghostsr_plugin.ops': ['csrc/*.cu']},
     install_requires=[
         'basicsr>=1.4.2',
         'torch>=2.4',
@@ -18,6 +37,7 @@ setup(
         'scikit-learn',
         'opencv-python',
         'lmdb',
+        'matplotlib',
         'pyyaml',
         'scikit-image',
         'tqdm',
@@ -27,4 +47,5 @@ setup(
         'console_scripts': ['basicsr = ghostsr_plugin.cli:basicsr_main', 'ghostsr = ghostsr_plugin.cli:ghostsr_main'],
         'basicsr.plugins': ['ghostsr = ghostsr_plugin'],
     },
+    **cuda_extensions(),
 )

@@ -1,7 +1,7 @@
 """Evaluate super-resolution methods on paired LR/HR folders, the literature's way.
 
 PSNR and SSIM come from BasicSR's metric functions on the Y channel with ``scale``
-pixels cropped at each border; bicubic upscaling is MATLAB-style (BasicSR's ``imresize``).
+pixels cropped at each border; bicubic upscaling is MATLAB's (``data_prep.matlab_bicubic``).
 """
 import os.path as osp
 
@@ -9,17 +9,24 @@ import numpy as np
 import torch
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_psnr, calculate_ssim
-from basicsr.utils import img2tensor, scandir, tensor2img
-from basicsr.utils.matlab_functions import imresize
+from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm
 
-from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, read_color_image
+from ghostsr_plugin.data_prep import UnreadableImageError, list_images, matlab_bicubic, read_color_image
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.tiling import tiled_forward
 
 
 def load_state_dict(checkpoint, param_key='params'):
     """The state dict under ``param_key`` of a BasicSR checkpoint (falls back to 'params')."""
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    if not osp.isfile(checkpoint):
+        raise InputError(f'checkpoint {checkpoint} does not exist')
+    try:
+        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except Exception as err:  # whatever fails to unpickle is not a checkpoint
+        raise InputError(f'cannot load checkpoint {checkpoint}: not a PyTorch checkpoint of tensors ({err})') from None
+    if not isinstance(state, dict):
+        raise InputError(f'{checkpoint}: expected a dict of state dicts, found {type(state).__name__}')
     if param_key not in state and 'params' in state:
         param_key = 'params'
     if param_key not in state:
@@ -46,39 +53,68 @@ def load_model(network_opt, checkpoint, param_key='params_ema'):
 
 
 def bicubic_upscale(lr, scale):
-    """MATLAB-style bicubic upscaling of a uint8 image, rounded to uint8."""
-    sr = imresize(lr.astype(np.float32) / 255., scale)
-    return np.clip(np.round(sr * 255.), 0, 255).astype(np.uint8)
+    """MATLAB's bicubic upscaling of a uint8 image, rounded to uint8."""
+    return matlab_bicubic(lr, scale)
 
 
 @torch.no_grad()
-def network_upscale(net, lr, device='cpu'):
-    """Super-resolve a uint8 BGR image with ``net`` (RGB in [0, 1], as BasicSR trains)."""
+def network_upscale(net, lr, device='cpu', tile=None, overlap=0, scale=None):
+    """Super-resolve a uint8 BGR image with ``net`` (RGB in [0, 1], as BasicSR trains).
+
+    With ``tile`` (LR pixels), the image is processed in tiles with ``overlap`` pixels of
+    context (see ``tiling``); ``scale`` is then the network's upscaling factor.
+    """
     x = img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0).to(device)
-    return tensor2img(net(x).cpu(), rgb2bgr=True)
+    sr = net(x) if tile is None else tiled_forward(net, x, scale, tile, overlap)
+    return tensor2img(sr.cpu(), rgb2bgr=True)
 
 
 def paired_images(gt_folder, lq_folder):
     """Sorted ``(name, gt_path, lq_path)`` of images present in both folders."""
-    names = sorted(f for f in scandir(gt_folder) if f.lower().endswith(IMAGE_SUFFIXES))
-    if not names:
-        raise InputError(f'no images in {gt_folder}')
+    names = list_images(gt_folder)
+    if not osp.isdir(lq_folder):
+        raise InputError(f'folder {lq_folder} does not exist')
     missing = [n for n in names if not osp.isfile(osp.join(lq_folder, n))]
     if missing:
         raise InputError(f'{lq_folder} has no LR image for {missing[0]} (and {len(missing) - 1} more)')
     return [(osp.splitext(n)[0], osp.join(gt_folder, n), osp.join(lq_folder, n)) for n in names]
 
 
-def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate'):
-    """Per-image and mean PSNR/SSIM (Y channel, border ``scale``) of ``upscale(lr) -> sr``."""
-    rows = []
+def _read_pair(gt_path, lq_path, scale):
+    gt, lq = read_color_image(gt_path), read_color_image(lq_path)
+    expected = (lq.shape[0] * scale, lq.shape[1] * scale)
+    if gt.shape[:2] != expected:
+        raise InputError(f'{gt_path} is {gt.shape[0]}x{gt.shape[1]} pixels; the x{scale} LR image {lq_path} '
+                         f'({lq.shape[0]}x{lq.shape[1]}) needs {expected[0]}x{expected[1]}')
+    return gt, lq
+
+
+def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate', skip_corrupt=False):
+    """Per-image and mean PSNR/SSIM (Y channel, border ``scale``) of ``upscale(lr) -> sr``.
+
+    An unreadable image is an error, or with ``skip_corrupt`` reported, skipped and
+    listed under ``skipped``.
+    """
+    rows, skipped = [], []
     for name, gt_path, lq_path in tqdm(paired_images(gt_folder, lq_folder), desc=desc, unit='image'):
-        gt, sr = read_color_image(gt_path), upscale(read_color_image(lq_path))
-        gt = gt[:sr.shape[0], :sr.shape[1]]
+        try:
+            gt, lq = _read_pair(gt_path, lq_path, scale)
+        except UnreadableImageError as err:
+            if not skip_corrupt:
+                raise
+            tqdm.write(f'skipped: {err}')
+            skipped.append(str(err))
+            continue
+        sr = upscale(lq)
+        if sr.shape != gt.shape:
+            raise InputError(f'{desc}: the output for {lq_path} is {sr.shape[0]}x{sr.shape[1]} pixels, '
+                             f'{gt_path} is {gt.shape[0]}x{gt.shape[1]}')
         rows.append({
             'image': name,
             'psnr': calculate_psnr(sr, gt, crop_border=scale, test_y_channel=True),
             'ssim': calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True),
         })
+    if not rows:
+        raise InputError(f'no readable image pairs in {gt_folder} and {lq_folder}')
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ('psnr', 'ssim')}
-    return {'images': rows, **mean}
+    return {'images': rows, **mean, 'skipped': skipped}

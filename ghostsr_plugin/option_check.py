@@ -15,6 +15,7 @@ from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import PARAM_KEYS, SECTION_KEYS
 from ghostsr_plugin.init.intrinsic import METHODS
 from ghostsr_plugin.models.ghostsr_model import GhostSRModel
+from ghostsr_plugin.schedules import build_schedule
 
 
 class OptionError(InputError):
@@ -88,14 +89,21 @@ class _Checker:
 
     def network(self, key):
         """The arch class of the network section at ``key``, its arguments checked."""
+        section = self.get(key, dict)
         arch = self.registered(f'{key}.type', ARCH_REGISTRY, 'arch')
-        self.arguments(key, arch, self.get(key, dict))
+        self.arguments(key, arch, section)
         return arch
 
     def folder(self, key):
         path = self.get(key, str, required=False)
         if path is not None and not osp.exists(osp.expanduser(path)):
             self.fail(key, f"folder '{path}' does not exist")
+
+
+def check_network_options(path, opt, key='network_g'):
+    """The ``key`` section of ``opt`` (read from ``path``), checked: a registered arch and arguments that fit it."""
+    _Checker(path, opt).network(key)
+    return opt[key]
 
 
 def _effective_arguments(arch, section):
@@ -148,7 +156,7 @@ def check_options(path, is_train):
     check.get('num_gpu', (int, str))
     check.registered('model_type', MODEL_REGISTRY, 'model')
     for key in [k for k in opt if k.startswith('network_')]:
-        check.network(key)
+        check_network_options(path, opt, key)
     if 'ghost_init' in opt:
         if not issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
             check.fail('model_type', f"'{opt['model_type']}' ignores the ghost_init section; use GhostSRModel")
@@ -175,6 +183,11 @@ def check_options(path, is_train):
         check.get('logger.save_checkpoint_freq', (int, float))
         for loss_key in [k for k in train if k.endswith('_opt') and isinstance(train[k], dict)]:
             check.registered(f'train.{loss_key}.type', LOSS_REGISTRY, 'loss')
+        if train.get('temperature_schedule') is not None:
+            try:
+                build_schedule(check.get('train.temperature_schedule', dict))
+            except InputError as err:
+                raise OptionError(f'{path}: {err}') from None
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):

@@ -15,7 +15,7 @@ import os.path as osp
 import cv2
 from tqdm import tqdm
 
-from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, bicubic_downscale, mod_crop, read_color_image
+from ghostsr_plugin.data_prep import UnreadableImageError, bicubic_downscale, list_images, mod_crop, read_color_image
 from ghostsr_plugin.errors import InputError
 
 
@@ -26,11 +26,7 @@ def set_name(folder):
 
 def prepare_set(hr_folder, out_root, scales, skip_corrupt=False):
     """Write GTmod{s}/LRbicx{s} for one HR folder; returns the set's output folder."""
-    if not osp.isdir(hr_folder):
-        raise InputError(f'HR folder {hr_folder} does not exist')
-    names = sorted(f for f in os.listdir(hr_folder) if f.lower().endswith(IMAGE_SUFFIXES))
-    if not names:
-        raise InputError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {hr_folder}')
+    names = list_images(hr_folder)
     out = osp.join(out_root, set_name(hr_folder))
     for s in scales:
         os.makedirs(osp.join(out, f'GTmod{s}'), exist_ok=True)
@@ -39,7 +35,7 @@ def prepare_set(hr_folder, out_root, scales, skip_corrupt=False):
         path = osp.join(hr_folder, name)
         try:
             hr = read_color_image(path)
-        except InputError as err:
+        except UnreadableImageError as err:
             if not skip_corrupt:
                 raise
             tqdm.write(f'skipped: {err}')

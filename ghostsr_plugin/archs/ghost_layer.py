@@ -27,15 +27,26 @@ class GhostConv2d(nn.Module):
             its own learned offset; 1 (one per layer) is the paper's and the official code's.
         abs_argmax: pick the orientation by argmax of ``|logits + noise|`` as the official
             code does, instead of the Gumbel-max ``logits + noise`` of the paper.
+        deploy: build the frozen form (see ``freeze``) that a deploy checkpoint loads into.
+        conv_groups: ``groups`` of the real conv, for archs built on group convs (CARN-M);
+            the ghosts are still appended after all intrinsic channels.
 
     Attributes:
-        logits: (orientation_groups, (2d+1)^2) orientation logits.
+        logits: (orientation_groups, (2d+1)^2) orientation logits; absent once frozen.
+        offsets: (orientation_groups, 2) integer (dy, dx) buffer; present once frozen.
         temperature: scale of the Gumbel noise added to the logits in training; a schedule
             sets it every iteration (0 means a deterministic argmax).
+        noise_generator: the ``torch.Generator`` the noise is drawn from (None: the global
+            one); the GhostSR model seeds one per iteration so that resumed runs draw the
+            same noise as uninterrupted ones.
+        learn_orientation: when False, training uses the current argmax orientation and the
+            logits get no gradient (a schedule's warm-up holds the orientation still).
+        last_sampled: the orientation index per group the last training forward drew
+            (None before the first), for watching the sampled orientations settle.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, ratio=0.5, max_shift=1, orientation_groups=1,
-                 bias=True, abs_argmax=False):
+                 bias=True, abs_argmax=False, deploy=False, conv_groups=1):
         super().__init__()
         if not 0 < ratio <= 1:
             raise ValueError(f'GhostConv2d: ratio must be in (0, 1], got {ratio}')
@@ -47,23 +58,49 @@ class GhostConv2d(nn.Module):
             raise ValueError(f'GhostConv2d: {self.num_ghost} ghost channels (out_channels={out_channels}, '
                              f'ratio={ratio}) cannot be split into orientation_groups={orientation_groups}')
         self.out_channels, self.max_shift, self.abs_argmax = out_channels, max_shift, abs_argmax
-        self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias)
+        self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias,
+                                 groups=conv_groups)
         side = 2 * max_shift + 1
-        self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
-        # The official code's init: He-uniform on a (1, 1, side, side) kernel.
-        nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
-        self.temperature = 1.0
+        if deploy:
+            self.register_buffer('offsets', torch.zeros(orientation_groups, 2, dtype=torch.long))
+        else:
+            self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
+            # The official code's init: He-uniform on a (1, 1, side, side) kernel.
+            nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
+        self.temperature, self.noise_generator, self.learn_orientation = 1.0, None, True
+        self.last_sampled = None
+
+    @property
+    def frozen(self):
+        return 'offsets' in self._buffers
 
     def _scores(self, logits):
         return logits.abs() if self.abs_argmax else logits
 
     def orientation(self):
         """Current hard orientation index per group (eval: argmax of the logits)."""
+        if self.frozen:
+            side = 2 * self.max_shift + 1
+            return (self.offsets[:, 0] + self.max_shift) * side + self.offsets[:, 1] + self.max_shift
         return self._scores(self.logits.detach()).argmax(-1)
 
     def offset(self):
         """Current hard orientation as integer (dy, dx) per group, shape (G, 2)."""
+        if self.frozen:
+            return self.offsets
         return ops.offset_table(self.max_shift, self.logits.device)[self.orientation()]
+
+    def freeze(self):
+        """Bake the current orientation into the integer ``offsets`` buffer and drop the logits.
+
+        Afterwards the layer is a pure shift in training and eval alike, and its state dict
+        matches a layer built with ``deploy=True``.
+        """
+        if not self.frozen:
+            offsets = self.offset()
+            del self.logits
+            self.register_buffer('offsets', offsets)
+        return self
 
     def selection(self):
         """Hard one-hot orientation from Gumbel-max, with a straight-through gradient.
@@ -73,17 +110,29 @@ class GhostConv2d(nn.Module):
         ``(hard - logits).detach() + logits``).
         """
         logits = self.logits
-        gumbel = -torch.empty_like(logits).exponential_().log()
+        gumbel = -torch.empty_like(logits).exponential_(generator=self.noise_generator).log()
         index = self._scores(logits.detach() + self.temperature * gumbel).argmax(-1)
+        self.last_sampled = index
         hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
         return hard - logits.detach() + logits
 
     def forward(self, x):
         x1 = self.primary(x)
-        if self.training:
+        if self.training and self.learn_orientation and not self.frozen:
             return ops.ghost_features_train(x1, self.num_ghost, self.selection(), self.max_shift)
         return ops.ghost_features(x1, self.num_ghost, self.offset())
 
     def extra_repr(self):
+        groups = (self.offsets if self.frozen else self.logits).shape[0]
         return (f'out_channels={self.out_channels}, num_ghost={self.num_ghost}, max_shift={self.max_shift}, '
-                f'orientation_groups={self.logits.shape[0]}, abs_argmax={self.abs_argmax}')
+                f'orientation_groups={groups}, abs_argmax={self.abs_argmax}, frozen={self.frozen}')
+
+
+def named_ghost_layers(net):
+    """``(module path, layer)`` of every Ghost layer of ``net``, in module order."""
+    return [(name, m) for name, m in net.named_modules() if isinstance(m, GhostConv2d)]
+
+
+def ghost_layers(net):
+    """Every Ghost layer of ``net``, in module order."""
+    return [m for _, m in named_ghost_layers(net)]

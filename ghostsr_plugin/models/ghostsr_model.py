@@ -1,42 +1,102 @@
-"""GhostSRModel: BasicSR's SRModel plus the Ghost layers' orientation annealing."""
+"""GhostSRModel: BasicSR's SRModel plus the life cycle of the Ghost layers' learned shift.
+
+Every iteration it sets each Ghost layer's Gumbel noise scale from the temperature
+schedule (``train.temperature_schedule``, see ``ghostsr_plugin.schedules``) and seeds the
+noise from ``manual_seed`` and the iteration, so a run resumed with ``--auto_resume`` draws
+the same noise as an uninterrupted one. At BasicSR's print frequency it logs the
+temperature and every layer's orientation; at validation, the orientation histogram; at
+the end of training it also writes a frozen deploy checkpoint, ``net_g_deploy.pth``.
+"""
+import copy
 import math
 
+import torch
 from basicsr.data import build_dataset
 from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ghostsr_plugin.archs import GhostConv2d
+from ghostsr_plugin.archs import ghost_layers
+from ghostsr_plugin.freeze import freeze
 from ghostsr_plugin.init import ghost_init_for_training
+from ghostsr_plugin.monitor import OrientationMonitor, orientation_histogram
+from ghostsr_plugin.schedules import build_schedule
 
 
 def iters_per_epoch(opt):
-    """BasicSR's epoch length in iterations, computed as ``basicsr.train`` does."""
+    """Batches in one of BasicSR's training epochs, exactly as its loader yields them.
+
+    The sampler draws ``ceil(len(dataset) * enlarge_ratio / world_size)`` samples and the
+    loader drops the last partial batch.
+    """
     dataset_opt = opt['datasets']['train']
-    num_images = len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1)
-    return math.ceil(num_images / (dataset_opt['batch_size_per_gpu'] * opt['world_size']))
-
-
-def ghost_layers(net):
-    """Every Ghost layer of ``net``, in module order."""
-    return [m for m in net.modules() if isinstance(m, GhostConv2d)]
+    num_samples = math.ceil(
+        len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1) / opt['world_size'])
+    data_parallel = not opt['dist'] and opt['num_gpu'] > 1
+    batch_size = dataset_opt['batch_size_per_gpu'] * (opt['num_gpu'] if data_parallel else 1)
+    return max(num_samples // batch_size, 1)
 
 
 @MODEL_REGISTRY.register()
 class GhostSRModel(SRModel):
-    """SRModel that sets every Ghost layer's Gumbel noise scale each iteration.
-
-    The noise scale follows the official code: ``0.97 ** (epoch - 1)`` with 1-based epochs.
-    """
+    """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
     def init_training_settings(self):
         if 'ghost_init' in self.opt:  # before the EMA copy is made; skipped on resume
             ghost_init_for_training(self.opt, self.get_bare_model(self.net_g))
         super().init_training_settings()
+        net = self.get_bare_model(self.net_g)
+        self.ghost_layers = ghost_layers(net)
+        self.monitor = OrientationMonitor(net)
+        self.schedule = build_schedule(self.opt['train'].get('temperature_schedule'))
+        self.total_iter = int(self.opt['train']['total_iter'])
         self.iters_per_epoch = iters_per_epoch(self.opt)
-        self.ghost_layers = ghost_layers(self.net_g)
+        self.temperature = self.schedule(1, self.total_iter, self.iters_per_epoch)
 
     def optimize_parameters(self, current_iter):
-        temperature = 0.97**((current_iter - 1) // self.iters_per_epoch)
+        self.temperature = self.schedule(current_iter, self.total_iter, self.iters_per_epoch)
+        learn = not self.schedule.holds(current_iter, self.iters_per_epoch)
+        # Same seed on every rank: all replicas pick the same orientation in an iteration.
+        noise = torch.Generator(self.device).manual_seed(self.opt['manual_seed'] * 2**32 + current_iter)
         for layer in self.ghost_layers:
-            layer.temperature = temperature
+            layer.temperature, layer.learn_orientation, layer.noise_generator = self.temperature, learn, noise
         super().optimize_parameters(current_iter)
+        self.monitor.update(current_iter)
+
+    def get_current_log(self):
+        """BasicSR calls this at its print frequency: add the temperature and the orientations."""
+        rows = self.monitor.report()
+        get_root_logger().info('Ghost orientations, argmax (dy, dx) [changes of the argmax/sampled orientation '
+                               'since the last log]: ' + ', '.join(
+                                   f'{name} {" ".join(map(str, map(tuple, offsets)))} [{argmax}/{sampled}]'
+                                   for name, offsets, argmax, sampled in rows))
+        return {**self.log_dict, 'temperature': self.temperature,
+                'argmax_changes': sum(r[2] for r in rows), 'sampled_changes': sum(r[3] for r in rows)}
+
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        super().validation(dataloader, current_iter, tb_logger, save_img)
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        counts = ', '.join(f'{offset}: {count}' for offset, count in orientation_histogram(net))
+        get_root_logger().info(f'Ghost orientation histogram (dy, dx): {counts}')
+        if tb_logger:
+            indices = torch.cat([layer.orientation() for layer in ghost_layers(net)]).cpu()
+            tb_logger.add_histogram('ghost/orientation', indices, current_iter)
+
+    def save(self, epoch, current_iter):
+        if current_iter != -1 and current_iter % self.iters_per_epoch == 0:
+            epoch += 1  # the epoch's last batch: resume with the next epoch rather than repeat this one
+        super().save(epoch, current_iter)
+        if current_iter == -1:  # BasicSR's end of training
+            self.save_deploy()
+            settling = self.monitor.settling(self.total_iter - self.total_iter // 10)
+            for kind, names in settling.items():
+                get_root_logger().info(f'Ghost layers whose {kind} orientation changed in the last 10% of training: '
+                                       f'{len(names)}/{len(self.ghost_layers)} {names}')
+
+    def save_deploy(self):
+        """Write ``net_g_deploy.pth``: the networks with their orientations frozen into integer shifts."""
+        nets, keys = [self.net_g], ['params']
+        if hasattr(self, 'net_g_ema'):
+            nets, keys = [self.net_g, self.net_g_ema], ['params', 'params_ema']
+        frozen = [freeze(copy.deepcopy(self.get_bare_model(net))) for net in nets]
+        self.save_network(frozen, 'net_g', 'deploy', param_key=keys)

@@ -1,0 +1,245 @@
+"""Benchmark models on prepared test sets: PSNR/SSIM, params, FLOPs, latency; one JSON per model and scale.
+
+Models: ``bicubic`` (MATLAB's bicubic upscaling, the literature's baseline), BasicSR option
+files (the network from ``network_g``; weights from ``path.pretrain_network_g``, or from
+--checkpoint when one network model is given), or one network given by --arch,
+--arch_args and --checkpoint. A network model runs at its own scale (the option file's
+``scale``, else its ``upscale`` argument); bicubic runs at every scale asked for.
+
+Test sets are read from --data in BasicSR's layout, as scripts/prepare_benchmarks.py
+writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
+PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
+pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
+latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
+on one forward pass producing 1280 x 720, whole image. --tile only changes how the test
+images are processed. Each JSON records the versions, device, option and checkpoint
+SHA-256, data SHA-256 and every option of the run.
+
+Example:
+  ghostsr benchmark bicubic options/demo/ghost_edsr_x2_demo.yml --sets Set5 Set14 \\
+      --checkpoint experiments/demo_GhostEDSR_x2_f32b4/models/net_g_latest.pth --name 'GhostEDSR demo'
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+import platform
+import re
+import subprocess
+from datetime import datetime, timezone
+from functools import partial
+
+import torch
+import yaml
+
+from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, measure_latency
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.evaluate import bicubic_upscale, evaluate, load_model, network_upscale, paired_images
+from ghostsr_plugin.option_check import check_network_options, load_option_file
+
+BICUBIC = 'bicubic'
+RESULT_FORMAT = 'ghostsr-benchmark/1'
+STANDARD_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
+
+
+def add_arguments(parser):
+    parser.add_argument('models', nargs='*', metavar='MODEL', help=f"'{BICUBIC}' or a BasicSR option file")
+    parser.add_argument('--arch', help='one network by arch type instead of an option file, e.g. GhostEDSR')
+    parser.add_argument('--arch_args', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='arguments of --arch, values in YAML, e.g. num_feat=32 num_block=4 upscale=2')
+    parser.add_argument('--checkpoint', help="weights of the one network model (default: its option file's "
+                        'path.pretrain_network_g)')
+    parser.add_argument('--param_key', default='params_ema',
+                        help="key of the weights in the checkpoint; 'params' when absent (default: %(default)s)")
+    parser.add_argument('--name', help="the one network model's row name (default: the option file's name, "
+                        'or the arch)')
+    parser.add_argument('--baseline', help='the row name of the plain model that this (Ghost) model is compared '
+                        "with; the leaderboard's plot links the two")
+    parser.add_argument('--data', default='datasets/benchmark', help='prepared test sets (default: %(default)s)')
+    parser.add_argument('--sets', nargs='+', help='test sets under --data (default: all of them)')
+    parser.add_argument('--scales', nargs='+', type=int,
+                        help="scales to run (default: the network models' scales, or 2 3 4 for bicubic alone)")
+    parser.add_argument('--out', default='results/benchmark', help='folder for the result JSONs (default: %(default)s)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='torch device (default: %(default)s)')
+    parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
+    parser.add_argument('--tile_overlap', type=int,
+                        help='LR pixels of context around each tile; at least the receptive-field radius for results '
+                        'identical to whole-image inference (GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes (default: %(default)s)')
+    parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
+    parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
+
+
+def _arch_args(pairs):
+    args = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not (sep and key):
+            raise InputError(f"--arch_args: expected KEY=VALUE, found '{pair}'")
+        args[key] = yaml.safe_load(value)
+    return args
+
+
+def network_models(args):
+    """The network models named on the command line: name, network options, scale, checkpoint."""
+    models = []
+    for path in (m for m in args.models if m != BICUBIC):
+        opt = load_option_file(path)
+        network = check_network_options(path, opt)
+        path_opt = opt.get('path') or {}
+        models.append({'name': opt.get('name') or network['type'], 'option_file': path, 'network_g': network,
+                       'scale': opt.get('scale', network.get('upscale')),
+                       'checkpoint': path_opt.get('pretrain_network_g'),
+                       'param_key': path_opt.get('param_key_g', args.param_key)})
+    if args.arch:
+        network = {'type': args.arch, **_arch_args(args.arch_args)}
+        check_network_options('--arch/--arch_args', {'network_g': network})
+        models.append({'name': args.arch, 'option_file': None, 'network_g': network,
+                       'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
+    elif args.arch_args:
+        raise InputError('--arch_args needs --arch')
+    if len(models) > 1 and (args.checkpoint or args.name or args.baseline):
+        raise InputError(f'--checkpoint, --name and --baseline describe one network model; found {len(models)}: '
+                         f'{", ".join(m["name"] for m in models)} (set path.pretrain_network_g in each option file)')
+    for model in models:
+        model.update({k: v for k, v in (('checkpoint', args.checkpoint), ('name', args.name)) if v})
+        model['baseline'] = args.baseline
+        source = model['option_file'] or '--arch'
+        if not model['checkpoint']:
+            raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
+        if model['scale'] is None and args.scales and len(args.scales) == 1:
+            model['scale'] = args.scales[0]
+        if not isinstance(model['scale'], int):
+            raise InputError(f"{source}: cannot tell the model's scale (expected an integer 'scale' or "
+                             f"network_g.upscale, found {model['scale']!r}); pass a single --scales")
+    return models
+
+
+def _scales(args, models):
+    for model in models:
+        if args.scales and model['scale'] not in args.scales:
+            raise InputError(f"{model['name']} is a x{model['scale']} model; --scales asks for "
+                             f"{' '.join(map(str, args.scales))}")
+    return args.scales or sorted({m['scale'] for m in models}) or [2, 3, 4]
+
+
+def _sets(args):
+    if not osp.isdir(args.data):
+        raise InputError(f'test-set folder {args.data} does not exist (make it with scripts/prepare_benchmarks.py)')
+    sets = args.sets or [d for d in os.listdir(args.data) if osp.isdir(osp.join(args.data, d))]
+    return sorted(sets, key=lambda s: (STANDARD_SETS.index(s) if s in STANDARD_SETS else len(STANDARD_SETS), s))
+
+
+def set_folders(data, set_name, scale):
+    """The (HR, LR) folders of a prepared test set at ``scale``."""
+    return osp.join(data, set_name, f'GTmod{scale}'), osp.join(data, set_name, f'LRbicx{scale}')
+
+
+def sha256(paths):
+    """SHA-256 of the concatenated contents of ``paths``."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(['git', 'describe', '--always', '--dirty', '--abbrev=40'], capture_output=True,
+                             text=True, cwd=osp.dirname(osp.abspath(__file__)), timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment():
+    """Versions of everything that can change a result."""
+    import basicsr
+    import cv2
+    import numpy
+    import torchvision
+
+    import ghostsr_plugin
+
+    return {
+        'ghostsr_plugin': ghostsr_plugin.__version__, 'ghostsr_plugin_commit': _git_commit(),
+        'basicsr': basicsr.__version__, 'torch': torch.__version__, 'torchvision': torchvision.__version__,
+        'numpy': numpy.__version__, 'opencv': cv2.__version__, 'python': platform.python_version(),
+        'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'platform': platform.platform(),
+    }
+
+
+def result_path(out, name, scale):
+    return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}.json")
+
+
+def _measure_network(model, scale, args, device):
+    """Load the network; its upscaling function and cost."""
+    net = load_model(model['network_g'], model['checkpoint'], model['param_key']).to(device)
+    x = cost_input(scale, device)
+    print(f"{model['name']}: counting FLOPs and timing {args.repeats} forward passes of {tuple(x.shape)} "
+          f'on {device_name(device)}')
+    flops = count_flops(net, x)
+    seconds, method = measure_latency(lambda: net(x), device, args.warmup, args.repeats)
+    upscale = partial(network_upscale, net, device=device, tile=args.tile, overlap=args.tile_overlap, scale=scale)
+    files = [model['checkpoint']] + ([model['option_file']] if model['option_file'] else [])
+    described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
+                 'checkpoint': model['checkpoint'], 'param_key': model['param_key'],
+                 'sha256': {f: sha256([f]) for f in files}}
+    cost = {'params': count_params(net), 'flops': flops, 'cost_input': list(x.shape),
+            'latency': {'seconds': seconds, 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
+                        'device': device_name(device)}}
+    return upscale, described, cost
+
+
+def run(args):
+    models = network_models(args)
+    if not models and BICUBIC not in args.models:
+        raise InputError(f"no model given: name '{BICUBIC}', option files, or --arch")
+    if args.tile is not None and (args.tile < 1 or args.tile_overlap is None or args.tile_overlap < 0):
+        raise InputError('--tile needs a positive size and --tile_overlap >= 0 (LR pixels)')
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise InputError(f'--device {args.device}: no CUDA device is available')
+    scales, sets = _scales(args, models), _sets(args)
+    runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
+    pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
+    for model, scale in runs:
+        path = result_path(args.out, model if model == BICUBIC else model['name'], scale)
+        if osp.exists(path) and not args.overwrite:
+            raise InputError(f'{path} exists; pass --overwrite to replace it')
+
+    os.makedirs(args.out, exist_ok=True)
+    options = {k: v for k, v in vars(args).items() if k != 'run'}
+    for model, scale in runs:
+        if model == BICUBIC:
+            name, baseline, upscale = BICUBIC, None, partial(bicubic_upscale, scale=scale)
+            described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
+        else:
+            name, baseline = model['name'], model['baseline']
+            upscale, described, cost = _measure_network(model, scale, args, device)
+        results = {}
+        for set_name in sets:
+            gt_folder, lq_folder = set_folders(args.data, set_name, scale)
+            result = evaluate(upscale, gt_folder, lq_folder, scale, desc=f'{name} {set_name} x{scale}',
+                              skip_corrupt=args.skip_corrupt)
+            files = [p for _, gt, lq in pairs[set_name, scale] for p in (gt, lq)]
+            results[set_name] = {**result, 'gt_folder': gt_folder, 'lq_folder': lq_folder, 'data_sha256': sha256(files)}
+        record = {
+            'format': RESULT_FORMAT, 'name': name, 'baseline': baseline, 'scale': scale, 'model': described,
+            'sets': results, **cost,
+            'metrics': {'psnr': 'basicsr.metrics.calculate_psnr', 'ssim': 'basicsr.metrics.calculate_ssim',
+                        'test_y_channel': True, 'crop_border': scale},
+            'device': device_name(device) if model != BICUBIC else 'numpy (CPU)',
+            'environment': environment(), 'options': options,
+            'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        }
+        path = result_path(args.out, name, scale)
+        with open(path, 'w') as f:
+            json.dump(record, f, indent=1)
+        summary = ', '.join(f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items())
+        print(f'{name} x{scale}: {summary} -> {path}')

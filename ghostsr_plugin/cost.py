@@ -1,0 +1,97 @@
+"""What a network costs: parameters, FLOPs and latency, measured the same way for every model.
+
+FLOPs are counted by ``torch.utils.flop_counter`` over one forward pass that produces a
+1280 x 720 image (input ``720 // scale`` x ``1280 // scale``), the efficient-SR convention.
+The counter has formulas for matrix products and convolutions only (2 FLOPs per
+multiply-add, bias ignored): slicing, concatenation, element-wise ops and custom ops
+without a registered formula count zero, so a Ghost layer's shift costs nothing, as in
+the paper. Latency is the median of timed forward passes after a warm-up, with CUDA
+events on a GPU and the wall clock on a CPU.
+"""
+import copy
+import platform
+import statistics
+import time
+
+import torch
+from basicsr.archs import build_network
+from torch.utils.flop_counter import FlopCounterMode
+
+from ghostsr_plugin.archs import ghost_layers
+
+OUTPUT_SIZE = (720, 1280)
+
+
+def count_params(net):
+    """Number of parameters (every ``nn.Parameter``, as BasicSR prints it)."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def cost_input(scale, device='cpu'):
+    """A fixed random LR batch of one image whose x``scale`` output is (about) 1280 x 720."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (1, 3, OUTPUT_SIZE[0] // scale, OUTPUT_SIZE[1] // scale)
+    return torch.rand(shape, generator=generator).to(device)
+
+
+@torch.no_grad()
+def count_flops(net, x):
+    """FLOPs of ``net(x)`` as counted by ``torch.utils.flop_counter``."""
+    with FlopCounterMode(display=False) as counter:
+        net(x)
+    return counter.get_total_flops()
+
+
+def network_cost(network_opt):
+    """``(params, flops)`` of the network a BasicSR ``network_g`` section builds, in eval mode.
+
+    Costs no weights and no arithmetic: the network lives on the meta device, except the
+    Ghost layers' few orientation tensors, which get zeroed CPU storage (a shift is chosen
+    by reading its offset's value). RDN at 720p is counted in about a second.
+    """
+    with torch.device('meta'):
+        net = build_network(copy.deepcopy(network_opt)).eval()
+    for layer in ghost_layers(net):
+        for name, param in layer.named_parameters(recurse=False):
+            setattr(layer, name, torch.nn.Parameter(torch.zeros_like(param, device='cpu')))
+        for name, buffer in layer.named_buffers(recurse=False):
+            setattr(layer, name, torch.zeros_like(buffer, device='cpu'))
+    return count_params(net), count_flops(net, cost_input(network_opt['upscale'], 'meta'))
+
+
+def device_name(device):
+    """A readable name of ``device``: the GPU's model, or the CPU's model and thread count."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'{model} ({torch.get_num_threads()} threads)'
+
+
+@torch.no_grad()
+def measure_latency(run, device, warmup=3, repeats=10):
+    """Median seconds of ``run()`` after ``warmup`` untimed calls, and the timing method."""
+    for _ in range(warmup):
+        run()
+    times = []
+    if torch.device(device).type == 'cuda':
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            run()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1000)
+        method = 'CUDA events'
+    else:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        method = 'wall clock'
+    return statistics.median(times), method

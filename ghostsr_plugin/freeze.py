@@ -1,0 +1,49 @@
+"""Freeze a trained Ghost model: every learned orientation becomes a fixed integer shift.
+
+The deploy checkpoint has the offsets as integer buffers and no logits; it loads into the
+same arch built with ``deploy: true`` and gives outputs identical to the eval-mode model.
+Both ``params`` and ``params_ema`` are frozen when present.
+"""
+import os
+import os.path as osp
+
+import torch
+
+from ghostsr_plugin.archs import ghost_layers
+from ghostsr_plugin.errors import InputError
+
+
+def freeze(net):
+    """Freeze every Ghost layer of ``net`` in place; returns ``net``."""
+    for layer in ghost_layers(net):
+        layer.freeze()
+    return net
+
+
+def add_arguments(parser):
+    parser.add_argument('-opt', required=True, help='the option file the model was trained with')
+    parser.add_argument('--checkpoint', help='default: experiments/<name>/models/net_g_latest.pth')
+    parser.add_argument('--out', required=True, help='where to write the deploy checkpoint')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+
+
+def run(args):
+    from ghostsr_plugin.evaluate import load_model
+    from ghostsr_plugin.option_check import load_option_file
+
+    opt = load_option_file(args.opt)
+    checkpoint = args.checkpoint or osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+    if not osp.isfile(checkpoint):
+        raise InputError(f'checkpoint {checkpoint} does not exist')
+    if osp.exists(args.out) and not args.overwrite:
+        raise InputError(f'{args.out} exists; pass --overwrite to replace it')
+    keys = [k for k in ('params', 'params_ema') if k in torch.load(checkpoint, map_location='cpu', weights_only=True)]
+    frozen = {key: freeze(load_model(opt['network_g'], checkpoint, key)) for key in keys}
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    torch.save({key: net.state_dict() for key, net in frozen.items()}, args.out)
+
+    net = frozen[keys[-1]]
+    for name, layer in ((n, m) for n, m in net.named_modules() if m in ghost_layers(net)):
+        print(f'{name}: (dy, dx) = {" ".join(map(str, map(tuple, layer.offset().tolist())))}')
+    print(f'{checkpoint} ({osp.getsize(checkpoint):,d} bytes) -> {args.out} ({osp.getsize(args.out):,d} bytes), '
+          f'keys {keys}. Load it with network_g {{type: {opt["network_g"]["type"]}, ..., deploy: true}}.')

@@ -1,0 +1,200 @@
+"""`ghostsr benchmark`: published bicubic figures, FLOP counting, tiled inference, result JSONs, bad input."""
+import hashlib
+import json
+import os.path as osp
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import img2tensor, tensor2img
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from ghostsr_plugin.cli import ghostsr_main
+from ghostsr_plugin.cost import cost_input, count_flops
+from ghostsr_plugin.evaluate import network_upscale
+from ghostsr_plugin.tiling import tiled_forward
+
+from .conftest import SHARED_DATA, write_options
+from .test_cli import expect_error as expect_cli_error
+from .test_prepare import load_script
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster and immune to a busy machine's thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY_NET = {'type': 'GhostEDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2}
+
+
+def tiny_net(upscale=2, seed=0):
+    torch.manual_seed(seed)
+    return ARCH_REGISTRY.get('GhostEDSR')(3, 3, num_feat=8, num_block=2, upscale=upscale).eval()
+
+
+@pytest.mark.skipif(not osp.isdir(osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR')), reason='needs ../shared/data')
+def test_bicubic_reproduces_published_set5(tmp_path, capsys):
+    load_script('prepare_benchmarks').prepare_set(osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR'),
+                                                  str(tmp_path / 'data'), [2, 4])
+    ghostsr_main(['benchmark', 'bicubic', '--data', str(tmp_path / 'data'), '--scales', '2', '4',
+                  '--out', str(tmp_path / 'out')])
+    for scale, psnr, ssim in ((2, 33.66, 0.9299), (4, 28.42, 0.8104)):
+        result = json.loads((tmp_path / 'out' / f'bicubic_x{scale}.json').read_text())['sets']['Set5']
+        assert len(result['images']) == 5
+        assert abs(result['psnr'] - psnr) < 0.05 and abs(result['ssim'] - ssim) < 0.001, (scale, result)
+
+
+def conv_flops(c_in, c_out, h, w):
+    return 2 * c_in * c_out * 9 * h * w
+
+
+@pytest.mark.parametrize('upscale', [2, 3, 4])
+def test_flops_count_the_convolutions_and_no_shift(upscale):
+    net, x = tiny_net(upscale), cost_input(upscale)
+    h, w = x.shape[-2:]
+    expected = conv_flops(3, 8, h, w) + 4 * conv_flops(8, 4, h, w) + conv_flops(8, 8, h, w)  # head, Ghost body, conv
+    if upscale == 4:  # BasicSR's Upsample: conv + PixelShuffle(2) per factor 2
+        expected += conv_flops(8, 32, h, w) + conv_flops(8, 32, 2 * h, 2 * w)
+    else:
+        expected += conv_flops(8, 8 * upscale**2, h, w)
+    expected += conv_flops(8, 3, upscale * h, upscale * w)  # conv_last
+    assert x.shape == (1, 3, 720 // upscale, 1280 // upscale)
+    assert count_flops(net, x) == expected
+
+
+def test_a_custom_op_without_flop_formula_counts_zero():
+    """How the issue-3 CUDA shift will count: a registered op with no formula adds nothing."""
+
+    @torch.library.custom_op('ghostsr_test::shift', mutates_args=())
+    def shift(x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, 1, -1)
+
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.rand(1, 4, 8, 8)
+    assert count_flops(lambda t: shift(conv(t)), x) == count_flops(conv, x) == conv_flops(4, 4, 8, 8)
+
+
+def receptive_radius(net, scale, size=41):
+    """LR pixels on which the output block of the centre LR pixel depends (support of its gradient)."""
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    c = size // 2
+    net(x)[..., c * scale:(c + 1) * scale, c * scale:(c + 1) * scale].sum().backward()
+    rows, cols = x.grad[0].abs().sum(0).nonzero().unbind(1)
+    return int(max((rows - c).abs().max(), (cols - c).abs().max()))
+
+
+@pytest.mark.filterwarnings('ignore:TF32 acceleration on top of oneDNN')
+@pytest.mark.parametrize('upscale', [2, 3, 4])
+def test_tiled_inference_equals_whole_image(upscale):
+    net = tiny_net(upscale, seed=upscale)
+    radius = receptive_radius(net, upscale)
+    assert 8 <= radius <= 5 + 2 * 2 * 2  # GhostEDSR's bound: 5 + 2 (1 + max_shift) num_block
+    x = torch.rand(1, 3, 37, 29)
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):  # oneDNN's kernels vary with the size
+        whole = net(x)
+        assert torch.equal(tiled_forward(net, x, upscale, 10, radius), whole)
+        assert not torch.equal(tiled_forward(net, x, upscale, 10, radius - 1), whole)
+    lr = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(network_upscale(net, lr, tile=7, overlap=radius + 2, scale=upscale),
+                                  network_upscale(net, lr))
+
+
+@pytest.fixture
+def tiny_benchmark(tmp_path, tiny_pairs):
+    """A prepared test set 'Tiny' (x2), a tiny GhostEDSR checkpoint and its option file."""
+    data = tmp_path / 'data'
+    shutil.copytree(tiny_pairs['val_hr'], data / 'Tiny' / 'GTmod2')
+    shutil.copytree(tiny_pairs['val_lr'], data / 'Tiny' / 'LRbicx2')
+    net = tiny_net()
+    checkpoint = tmp_path / 'net_g.pth'
+    torch.save({'params': {k: v + 1 for k, v in net.state_dict().items()}, 'params_ema': net.state_dict()}, checkpoint)
+    options = write_options(tmp_path / 'tiny.yml', {'name': 'tiny', 'scale': 2, 'network_g': TINY_NET,
+                                                    'path': {'pretrain_network_g': str(checkpoint)}})
+    return {'data': str(data), 'net': net, 'checkpoint': str(checkpoint), 'options': options, 'out': tmp_path / 'out'}
+
+
+def benchmark(bench, *args):
+    ghostsr_main(['benchmark', '--data', bench['data'], '--out', str(bench['out']), '--warmup', '0',
+                  '--repeats', '1', *args])
+
+
+def test_benchmark_network_result_json(tiny_benchmark):
+    bench = tiny_benchmark
+    benchmark(bench, bench['options'], '--baseline', 'EDSR tiny')
+    result = json.loads((bench['out'] / 'tiny_x2.json').read_text())
+
+    net = bench['net']
+    for row in result['sets']['Tiny']['images']:  # the metrics, recomputed here from the network's output
+        gt = cv2.imread(osp.join(bench['data'], 'Tiny', 'GTmod2', row['image'] + '.png'))
+        lr = cv2.imread(osp.join(bench['data'], 'Tiny', 'LRbicx2', row['image'] + '.png'))
+        with torch.no_grad():
+            sr = tensor2img(net(img2tensor(lr / 255., float32=True).unsqueeze(0)))
+        assert row['psnr'] == calculate_psnr(sr, gt, crop_border=2, test_y_channel=True)
+        assert row['ssim'] == calculate_ssim(sr, gt, crop_border=2, test_y_channel=True)
+    assert result['sets']['Tiny']['psnr'] == np.mean([r['psnr'] for r in result['sets']['Tiny']['images']])
+
+    assert result['params'] == sum(p.numel() for p in net.parameters())
+    assert result['flops'] == count_flops(net, cost_input(2)) and result['cost_input'] == [1, 3, 360, 640]
+    assert result['latency']['seconds'] > 0 and result['latency']['method'] == 'wall clock'
+    assert result['name'] == 'tiny' and result['baseline'] == 'EDSR tiny' and result['scale'] == 2
+    assert result['model']['network_g'] == TINY_NET
+    digest = hashlib.sha256(open(bench['checkpoint'], 'rb').read()).hexdigest()
+    assert result['model']['sha256'][bench['checkpoint']] == digest
+    assert result['environment']['torch'] == torch.__version__ and result['metrics']['crop_border'] == 2
+
+    # The same network given by arch and checkpoint, in tiles: identical figures.
+    benchmark(bench, '--arch', 'GhostEDSR', '--arch_args', 'num_in_ch=3', 'num_out_ch=3', 'num_feat=8',
+              'num_block=2', 'upscale=2', '--checkpoint', bench['checkpoint'], '--name', 'tiled', '--tile', '9',
+              '--tile_overlap', '13')
+    tiled = json.loads((bench['out'] / 'tiled_x2.json').read_text())
+    assert tiled['sets']['Tiny']['images'] == result['sets']['Tiny']['images']
+
+
+def expect_error(capsys, args, *fragments):
+    expect_cli_error(capsys, args, *fragments, main=ghostsr_main)
+
+
+def test_benchmark_bad_inputs(tiny_benchmark, tmp_path, capsys):
+    bench = tiny_benchmark
+    base = ['benchmark', '--data', bench['data'], '--out', str(bench['out']), '--warmup', '0', '--repeats', '1']
+
+    (tmp_path / 'data' / 'Empty' / 'GTmod2').mkdir(parents=True)
+    (tmp_path / 'data' / 'Empty' / 'LRbicx2').mkdir()
+    expect_error(capsys, [*base, 'bicubic', '--scales', '2'], 'no images', 'Empty/GTmod2')
+    shutil.rmtree(tmp_path / 'data' / 'Empty')
+    expect_error(capsys, [*base, 'bicubic', '--scales', '3'], 'Tiny/GTmod3 does not exist')
+
+    # A checkpoint that does not fit the arch, named with the key.
+    expect_error(capsys, [*base, '--arch', 'GhostEDSR', '--arch_args', 'num_in_ch=3', 'num_out_ch=3', 'num_feat=16',
+                          'num_block=2', 'upscale=2', '--checkpoint', bench['checkpoint']],
+                 'net_g.pth does not fit GhostEDSR', "key 'conv_first.weight' has shape (8, 3, 3, 3)")
+    expect_error(capsys, [*base, '--arch', 'GhostEDSR', '--arch_args', 'num_feats=8', '--checkpoint',
+                          bench['checkpoint']], "'network_g.num_feats'", 'not an argument of GhostEDSR')
+    not_a_checkpoint = tmp_path / 'notes.pth'
+    not_a_checkpoint.write_text('hello')
+    expect_error(capsys, [*base, bench['options'], '--checkpoint', str(not_a_checkpoint)],
+                 'cannot load checkpoint', 'notes.pth')
+
+    # A corrupt image: an error naming it, or reported and skipped when asked.
+    broken = osp.join(bench['data'], 'Tiny', 'LRbicx2', 'coffee.png')
+    with open(broken, 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n truncated')
+    expect_error(capsys, [*base, 'bicubic', '--scales', '2'], 'cannot read image', 'LRbicx2/coffee.png')
+    ghostsr_main([*base, 'bicubic', '--scales', '2', '--skip_corrupt'])
+    result = json.loads((bench['out'] / 'bicubic_x2.json').read_text())['sets']['Tiny']
+    assert [r['image'] for r in result['images']] == ['astronaut'] and 'coffee.png' in result['skipped'][0]
+    expect_error(capsys, [*base, 'bicubic', '--scales', '2', '--skip_corrupt'], 'bicubic_x2.json exists',
+                 '--overwrite')
+
+    # HR and LR sizes that do not fit the scale.
+    cv2.imwrite(broken, np.zeros((10, 10, 3), np.uint8))
+    expect_error(capsys, [*base, 'bicubic', '--scales', '2', '--overwrite'], 'GTmod2/coffee.png is 48x48 pixels',
+                 'LRbicx2/coffee.png (10x10) needs 20x20')
+

@@ -1,0 +1,46 @@
+"""An interrupted `basicsr train` resumed with --auto_resume retraces the uninterrupted run."""
+import re
+
+import pytest
+import torch
+
+from .conftest import write_options
+
+
+def train_options(tiny_options, name, total_iter):
+    opt = {**tiny_options, 'name': name}
+    opt['datasets'] = {'train': {**tiny_options['datasets']['train'], 'num_worker_per_gpu': 1}}
+    opt['train'] = {**tiny_options['train'], 'total_iter': total_iter,
+                    'temperature_schedule': {'type': 'exponential', 'base': 0.8, 'unit': 'iter'}}
+    del opt['val']
+    return opt
+
+
+def logged(exp, pattern):
+    text = ''.join(open(f).read() for f in sorted(exp.glob('train_*.log')))
+    return re.findall(pattern, text)
+
+
+def test_resumed_run_has_the_same_temperatures_orientations_and_weights(tmp_path, tiny_options, run_cli):
+    # 8 images at batch 4: 2 iterations an epoch; the interruption falls on an epoch boundary.
+    whole = write_options(tmp_path / 'whole.yml', train_options(tiny_options, 'whole', 6))
+    run_cli('basicsr', 'train', '-opt', whole)
+    parts = write_options(tmp_path / 'parts.yml', train_options(tiny_options, 'parts', 2))
+    run_cli('basicsr', 'train', '-opt', parts)
+    run_cli('basicsr', 'train', '-opt', parts, '--auto_resume', '--force_yml', 'train:total_iter=6')
+
+    exps = {name: tmp_path / 'experiments' / name for name in ('whole', 'parts')}
+    temperatures = {n: logged(e, r'iter:\s+(\d+),.*temperature: ([\d.e+-]+)') for n, e in exps.items()}
+    assert temperatures['parts'] == temperatures['whole']
+    assert [float(t) for _, t in temperatures['whole']] == pytest.approx([0.8**i for i in range(6)])
+    # the argmax orientations per logged iteration (the change counters restart with the process)
+    orientations = {n: [re.sub(r' \[\d+/\d+\]', '', line)
+                        for line in logged(e, r'Ghost orientations, argmax .*?: (.*)')] for n, e in exps.items()}
+    assert orientations['parts'] == orientations['whole'] and len(orientations['whole']) == 6
+
+    states = {n: torch.load(e / 'models' / 'net_g_latest.pth', weights_only=True) for n, e in exps.items()}
+    for key in ('params', 'params_ema'):
+        for name, value in states['whole'][key].items():
+            assert torch.equal(states['parts'][key][name], value), f'{key}.{name}'
+    deploy = torch.load(exps['whole'] / 'models' / 'net_g_deploy.pth', weights_only=True)
+    assert 'body.0.conv1.offsets' in deploy['params'] and 'body.0.conv1.logits' not in deploy['params']

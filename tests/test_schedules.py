@@ -1,0 +1,84 @@
+"""Temperature schedules: values against hand-computed ones, floor, warm-up, registry, errors."""
+import math
+
+import pytest
+
+from ghostsr_plugin.cli import basicsr_main
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.schedules import SCHEDULE_REGISTRY, TemperatureSchedule, build_schedule
+
+from .conftest import write_options
+
+
+def values(opt, iterations, total_iter=100, iters_per_epoch=10):
+    schedule = build_schedule(opt)
+    return [schedule(i, total_iter, iters_per_epoch) for i in iterations]
+
+
+def test_default_is_the_official_exponential_per_epoch():
+    # epoch e (1-based) covers iterations 10(e-1)+1 .. 10e: noise 0.97^(e-1)
+    assert values(None, [1, 10, 11, 20, 21, 95]) == pytest.approx([1, 1, 0.97, 0.97, 0.97**2, 0.97**9])
+
+
+def test_exponential_per_iteration_with_period_and_floor():
+    opt = {'type': 'exponential', 'base': 0.5, 'unit': 'iter', 'period': 2, 'floor': 0.1}
+    assert values(opt, [1, 2, 3, 5, 7, 9]) == pytest.approx([1, 1, 0.5, 0.25, 0.125, 0.1])
+
+
+def test_cosine_and_linear_reach_the_floor_at_the_end():
+    # per iteration, 100 steps: step s = i - 1
+    cosine = values({'type': 'cosine', 'unit': 'iter', 'start': 2, 'floor': 0.2}, [1, 51, 100])
+    assert cosine == pytest.approx([2, 0.2 + 1.8 * (1 + math.cos(math.pi * 0.5)) / 2,
+                                    0.2 + 1.8 * (1 + math.cos(math.pi * 0.99)) / 2])
+    linear = values({'type': 'linear', 'unit': 'epoch'}, [1, 11, 55, 100])  # 10 epochs, steps 0, 1, 5, 9
+    assert linear == pytest.approx([1, 0.9, 0.5, 0.1])
+
+
+def test_step_and_constant():
+    opt = {'type': 'step', 'milestones': [2, 5], 'gamma': 0.5, 'unit': 'epoch'}
+    assert values(opt, [1, 20, 21, 50, 51]) == pytest.approx([1, 1, 0.5, 0.5, 0.25])
+    assert values({'type': 'constant', 'start': 0.3}, [1, 50, 100]) == [0.3, 0.3, 0.3]
+
+
+def test_warmup_holds_then_starts_the_clock():
+    opt = {'type': 'exponential', 'base': 0.5, 'unit': 'epoch', 'warmup': 2}
+    schedule = build_schedule(opt)
+    assert [schedule.holds(i, 10) for i in (1, 20, 21)] == [True, True, False]
+    assert values(opt, [21, 30, 31, 41]) == pytest.approx([1, 1, 0.5, 0.25])
+    # linear over the 8 epochs after the warm-up
+    assert values({'type': 'linear', 'warmup': 2}, [21, 61]) == pytest.approx([1, 0.5])
+
+
+def test_a_user_schedule_registers_the_basicsr_way():
+    @SCHEDULE_REGISTRY.register()
+    class HalvingTestSchedule(TemperatureSchedule):
+
+        def value(self, step, num_steps):
+            return self.start / 2**step
+
+    try:
+        assert values({'type': 'HalvingTestSchedule', 'unit': 'iter'}, [1, 3]) == [1, 0.25]
+        assert values({'type': 'halvingtest', 'unit': 'iter'}, [2]) == [0.5]
+    finally:
+        SCHEDULE_REGISTRY._obj_map.pop('HalvingTestSchedule')
+
+
+@pytest.mark.parametrize('opt,key,fragment', [
+    ({'type': 'expo'}, 'train.temperature_schedule.type', "unknown schedule 'expo'"),
+    ({'type': 'exponential', 'base': -0.5}, 'train.temperature_schedule.base', 'must be in (0, 1], found -0.5'),
+    ({'type': 'linear', 'bse': 1}, 'train.temperature_schedule.bse', 'not an option of the linear schedule'),
+    ({'type': 'cosine', 'unit': 'epochs'}, 'train.temperature_schedule.unit', "found 'epochs'"),
+])
+def test_bad_schedules_name_the_key(opt, key, fragment):
+    with pytest.raises(InputError) as info:
+        build_schedule(opt)
+    assert f"'{key}'" in str(info.value) and fragment in str(info.value)
+
+
+def test_basicsr_train_rejects_a_negative_base_before_running(capsys, tmp_path, tiny_options):
+    tiny_options['train']['temperature_schedule'] = {'type': 'exponential', 'base': -0.97}
+    path = write_options(tmp_path / 'o.yml', tiny_options)
+    with pytest.raises(SystemExit):
+        basicsr_main(['train', '-opt', path])
+    err = capsys.readouterr().err
+    assert 'o.yml' in err and "'train.temperature_schedule.base'" in err and 'found -0.97' in err
