@@ -6,7 +6,7 @@ from basicsr.archs.edsr_arch import EDSR
 from basicsr.utils.registry import ARCH_REGISTRY
 from sklearn.cluster import KMeans
 
-from ghostsr_plugin.archs import GhostConv2d
+from ghostsr_plugin.archs import GhostConv2d, named_ghost_layers
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init import choose_intrinsic, init_from_plain
 
@@ -240,3 +240,74 @@ def test_sources_must_come_earlier_and_add_up():
         init_from_plain(net, plain)
     with pytest.raises(ValueError, match="'c': its input sources .* do not add up to its 20 input channels"):
         init_from_plain(DenseToy(c_sources=('a',)), plain)
+
+
+SMALL_ARCHS = {  # every Ghost arch of the project, small: (plain arch, arguments)
+    'GhostEDSR': ('EDSR', dict(num_feat=16, num_block=2)),
+    'GhostRDN': ('RDN', dict(num_feat=8, num_block=2, num_layer=3, num_grow_ch=8)),
+    'GhostCARN': ('CARN', dict(num_feat=8)),
+    'GhostCARN_M': ('CARN_M', dict(num_feat=16)),
+}
+
+
+def build_pair(ghost_type, seed=0):
+    plain_type, kwargs = SMALL_ARCHS[ghost_type]
+    torch.manual_seed(seed)
+    plain = ARCH_REGISTRY.get(plain_type)(3, 3, upscale=2, **kwargs).eval()
+    return plain, ARCH_REGISTRY.get(ghost_type)(3, 3, upscale=2, **kwargs).eval()
+
+
+def test_every_ghost_arch_states_its_input_sources():
+    assert {name for name in ARCH_REGISTRY.keys() if name.startswith('Ghost')} == set(SMALL_ARCHS)
+    for ghost_type in SMALL_ARCHS:
+        plain, ghost = build_pair(ghost_type)
+        assert set(ghost.ghost_input_sources()) == {path for path, _ in named_ghost_layers(ghost)}
+        init_from_plain(ghost, plain.state_dict())  # the sources fit the layers' input channels
+
+
+@pytest.mark.parametrize('ghost_type', ['GhostEDSR', 'GhostRDN', 'GhostCARN'])
+def test_ghost_arch_computes_its_plain_arch_when_filters_repeat_in_ghost_layout(ghost_type):
+    """Plain filter p equal to filter p mod c_i in every ghosted conv: the clustering must
+    find those pairs, place them where the Ghost layer's output carries them, and copy
+    everything else, so that the Ghost model (unshifted) computes the plain function."""
+    plain, ghost = build_pair(ghost_type)
+    state = plain.state_dict()
+    for path, layer in named_ghost_layers(ghost):
+        source = torch.arange(layer.out_channels) % layer.primary.out_channels
+        for key in (f'{path}.weight', f'{path}.bias'):
+            state[key] = state[key][source]
+    plain.load_state_dict(state)
+    init_from_plain(ghost, state, 'cluster')
+    with torch.no_grad():
+        for name, p in ghost.named_parameters():
+            if name.endswith('logits'):
+                p.zero_()[..., 4] = 1  # orientation (0, 0)
+        x = torch.rand(1, 3, 10, 12)
+        assert (ghost(x) - plain(x)).abs().max() < 1e-4
+
+
+def test_rdn_dense_layers_read_the_block_input_and_every_earlier_layer():
+    _, ghost = build_pair('GhostRDN')
+    sources = ghost.ghost_input_sources()
+    assert sources['rdbs.1.convs.0'] == [8]
+    assert sources['rdbs.1.convs.2'] == [8, 'rdbs.1.convs.0', 'rdbs.1.convs.1']
+
+
+def test_group_convs_choose_intrinsic_filters_within_each_group():
+    plain, ghost = build_pair('GhostCARN_M')
+    state = plain.state_dict()
+    choices = init_from_plain(ghost, state, seed=0)
+    path = 'body.units.1.units.0.conv2'
+    layer, choice = ghost.get_submodule(path), choices[path]
+    groups, per_group = layer.primary.groups, layer.out_channels // layer.primary.groups
+    assert groups == 4
+    weight = state[f'{path}.weight']
+    for g, part in enumerate(np.split(np.arange(layer.out_channels), groups)):
+        alone = choose_intrinsic(weight[part].flatten(1).double().numpy(), 2, seed=0)
+        assert list(choice.intrinsic[2 * g:2 * g + 2]) == list(part[alone.intrinsic])
+        assert np.all(choice.intrinsic[2 * g:2 * g + 2] // per_group == g)
+    assert torch.equal(ghost.state_dict()[f'{path}.primary.weight'], weight[choice.intrinsic])
+
+    ghost.ghost_input_sources = lambda: {p: [16] for p, _ in named_ghost_layers(ghost)}
+    with pytest.raises(ValueError, match='is a group conv.*cannot be screened'):
+        init_from_plain(ghost, state)

@@ -115,10 +115,27 @@ def order_filters(vectors, num_intrinsic):
     return _choice(vectors, np.arange(num_intrinsic), labels, _distances_to_centers(vectors, labels, num_intrinsic))
 
 
-def choose_intrinsic(vectors, num_intrinsic, method='cluster', seed=0):
-    """Intrinsic filters of one layer by ``method`` ('cluster' or 'order')."""
+def _concatenate(choices):
+    """One layer's choice from its conv groups' choices, each numbered within its group."""
+    filters = np.cumsum([0] + [len(c.labels) for c in choices])
+    positions = np.cumsum([0] + [len(c.intrinsic) for c in choices])
+    return IntrinsicChoice(np.concatenate([c.intrinsic + f for c, f in zip(choices, filters)]),
+                           np.concatenate([c.labels + p for c, p in zip(choices, positions)]),
+                           *(np.concatenate([getattr(c, name) for c in choices])
+                             for name in ('coefficients', 'distances', 'norms')))
+
+
+def choose_intrinsic(vectors, num_intrinsic, method='cluster', seed=0, groups=1):
+    """Intrinsic filters of one layer by ``method`` ('cluster' or 'order').
+
+    With ``groups`` > 1 (a group conv), each group's intrinsic filters are chosen among
+    its own filters: conv group ``g`` of the real conv reads only group ``g``'s inputs.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown ghost init method '{method}'; expected one of {METHODS}")
+    if groups > 1:
+        return _concatenate([choose_intrinsic(part, num_intrinsic // groups, method, seed)
+                             for part in np.split(np.asarray(vectors), groups)])
     if method == 'cluster':
         return cluster_filters(vectors, num_intrinsic, seed)
-    if method == 'order':
-        return order_filters(vectors, num_intrinsic)
-    raise ValueError(f"unknown ghost init method '{method}'; expected one of {METHODS}")
+    return order_filters(vectors, num_intrinsic)

@@ -17,7 +17,9 @@ from a Ghost layer's module path to its input's segments in channel order:
 * ``None`` instead of a list: the whole input is such a source (nothing to screen).
 
 Where a segment is a Ghost layer, the plain filters are clustered on the input channels
-that layer keeps as intrinsic (in their new order), as GhostSR does.
+that layer keeps as intrinsic (in their new order), as GhostSR does. A Ghost layer whose
+real conv is a group conv (CARN-M) has its intrinsic filters chosen within each conv
+group, and its input is not screened (its groups read fixed input channels).
 
 Input channels fed by a Ghost layer. In the plain model, the feeding layer's channel ``o``
 enters through the weight column ``W[:, o]``. In the Ghost model only the intrinsic
@@ -31,24 +33,19 @@ least-squares estimate from the representative's response, ``a_o W[:, o] x_q``, 
 start at zero: they receive gradient from the first step (the orientation logits from the
 second). Exact duplicates get ``a = 1``, and then the Ghost model computes the plain
 function exactly (with unshifted ghosts); an unrelated member gets ``a ~ 0`` and is
-dropped instead of being fed a wrong feature. Two simpler rules were measured and lose
-(README, 'Clustering initialization'): summing the cluster's columns (``a = 1``) adds the
-error of every loose member, and copying the columns unchanged feeds each ghost channel's
-column with a shifted copy of another filter's response.
+dropped instead of being fed a wrong feature. The simpler rules are worse in principle:
+summing the cluster's columns (``a = 1``) adds the full error of every loose member, and
+copying the columns unchanged feeds each ghost channel's column with a shifted copy of
+another filter's response.
 """
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ghostsr_plugin.archs import GhostConv2d
+from ghostsr_plugin.archs import named_ghost_layers
 from ghostsr_plugin.errors import InputError
 
 from .intrinsic import choose_intrinsic
-
-
-def ghost_layer_paths(net):
-    """Module path -> Ghost layer, in module (forward) order."""
-    return {name: m for name, m in net.named_modules() if isinstance(m, GhostConv2d)}
 
 
 def input_sources(net):
@@ -75,7 +72,7 @@ def plain_counterparts(net, plain_state, plain_name='the plain model'):
     A Ghost layer's ``primary.weight`` needs a plain weight with all of the layer's output
     channels; every other tensor needs one of the same shape.
     """
-    layers = ghost_layer_paths(net)
+    layers = dict(named_ghost_layers(net))
     mapping = {}
     for key, value in net.state_dict().items():
         plain_key = _plain_key(key, layers)
@@ -142,7 +139,7 @@ def init_from_plain(net, plain_state, method='cluster', seed=0, plain_name='the 
     both shapes), so a failure leaves ``net`` untouched. Ghost layers are processed in
     module order, which must be forward order. Returns ``{layer path: IntrinsicChoice}``.
     """
-    layers = ghost_layer_paths(net)
+    layers = dict(named_ghost_layers(net))
     if not layers:
         raise InputError(f'{type(net).__name__} has no Ghost layers: nothing to initialize (a plain model '
                          'loads pretrained weights with path.pretrain_network_g)')
@@ -158,9 +155,13 @@ def init_from_plain(net, plain_state, method='cluster', seed=0, plain_name='the 
     choices = {}
     for path, layer in tqdm(layers.items(), desc=f'ghost init ({method})', unit='layer', disable=not progress):
         weight = plain_state[f'{path}.weight'].to(torch.float64)
+        groups = layer.primary.groups
+        if groups > 1 and sources[path] is not None:
+            raise ValueError(f"'{path}' is a group conv, whose groups read fixed input channels: its input cannot "
+                             'be screened (state None)')
         columns, fold = screening(path, sources[path], choices, layers, weight.shape[1])
-        num_intrinsic = layer.primary.out_channels
-        choice = choose_intrinsic(weight[:, torch.as_tensor(columns)].flatten(1).numpy(), num_intrinsic, method, seed)
+        vectors = weight[:, torch.as_tensor(columns)].flatten(1).numpy()
+        choice = choose_intrinsic(vectors, layer.primary.out_channels, method, seed, groups)
         choices[path] = choice
         rows = torch.as_tensor(choice.intrinsic)
         primary = torch.einsum('oikl,ij->ojkl', weight[rows], fold)
