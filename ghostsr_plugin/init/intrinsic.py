@@ -53,9 +53,9 @@ def _distances_to_centers(vectors, labels, num_groups):
 
 def _choice(vectors, intrinsic, labels, distances):
     representative = vectors[intrinsic[labels]]
-    norms = (representative * representative).sum(1)
+    squared_norms = (representative * representative).sum(1)
     projection = (vectors * representative).sum(1)
-    coefficients = np.divide(projection, norms, out=np.zeros_like(norms), where=norms > 0)
+    coefficients = np.divide(projection, squared_norms, out=np.zeros_like(projection), where=squared_norms > 0)
     coefficients[intrinsic] = 1
     return IntrinsicChoice(intrinsic, labels, coefficients, distances, np.linalg.norm(vectors, axis=1))
 
