@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 PLUGIN_GROUP = 'basicsr.plugins'
 GHOSTSR_COMMANDS = {
     'benchmark': 'ghostsr_plugin.benchmark',
+    'cluster-init': 'ghostsr_plugin.init.command',
     'freeze': 'ghostsr_plugin.freeze',
     'leaderboard': 'ghostsr_plugin.leaderboard',
 }

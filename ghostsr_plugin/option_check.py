@@ -12,6 +12,9 @@ from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.init.from_options import PARAM_KEYS, SECTION_KEYS
+from ghostsr_plugin.init.intrinsic import METHODS
+from ghostsr_plugin.models.ghostsr_model import GhostSRModel
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -84,6 +87,13 @@ class _Checker:
             if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in kwargs:
                 self.fail(f'{key}.{name}', f'missing (required by {target.__name__})')
 
+    def network(self, key):
+        """The arch class of the network section at ``key``, its arguments checked."""
+        section = self.get(key, dict)
+        arch = self.registered(f'{key}.type', ARCH_REGISTRY, 'arch')
+        self.arguments(key, arch, section)
+        return arch
+
     def folder(self, key):
         path = self.get(key, str, required=False)
         if path is not None and not osp.exists(osp.expanduser(path)):
@@ -92,10 +102,50 @@ class _Checker:
 
 def check_network_options(path, opt, key='network_g'):
     """The ``key`` section of ``opt`` (read from ``path``), checked: a registered arch and arguments that fit it."""
+    _Checker(path, opt).network(key)
+    return opt[key]
+
+
+def _effective_arguments(arch, section):
+    params = inspect.signature(arch).parameters
+    values = {name: section.get(name, p.default) for name, p in params.items()}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+
+def _check_ghost_init(check):
+    """The ``ghost_init`` section (see ghostsr_plugin.init.from_options)."""
+    section = check.get('ghost_init', dict)
+    for name in section:
+        if name not in SECTION_KEYS:
+            check.fail(f'ghost_init.{name}', f'unknown key{_suggest(name, SECTION_KEYS)}; '
+                       f'expected one of: {", ".join(SECTION_KEYS)}')
+    plain = check.network('ghost_init.network')
+    ghost = check.network('network_g')
+    plain_args = _effective_arguments(plain, section['network'])
+    ghost_args = _effective_arguments(ghost, check.opt['network_g'])
+    for name in plain_args.keys() & ghost_args.keys():
+        if plain_args[name] != ghost_args[name]:
+            check.fail(f'ghost_init.network.{name}', f'{plain_args[name]!r} differs from network_g.{name} = '
+                       f'{ghost_args[name]!r}; the Ghost model needs the plain model\'s shape and settings')
+    checkpoint = check.get('ghost_init.checkpoint', str)
+    if not osp.isfile(osp.expanduser(checkpoint)):
+        check.fail('ghost_init.checkpoint', f"file '{checkpoint}' does not exist")
+    for key, choices in (('param_key', PARAM_KEYS), ('method', METHODS)):
+        value = check.get(f'ghost_init.{key}', required=False)
+        if value is not None and value not in choices:
+            check.fail(f'ghost_init.{key}', f'expected one of {", ".join(choices)}, found {value!r}')
+    check.get('ghost_init.seed', int, required=False)
+    if check.get('path.pretrain_network_g', required=False) is not None:
+        check.fail('path.pretrain_network_g', 'must be empty (~) with ghost_init, which gives the initial weights')
+
+
+def check_ghost_init_file(path):
+    """Load ``path`` and check its ``network_g`` and ``ghost_init`` (for ``ghostsr cluster-init``)."""
+    opt = load_option_file(path)
     check = _Checker(path, opt)
-    section = check.get(key, dict)
-    check.arguments(key, check.registered(f'{key}.type', ARCH_REGISTRY, 'arch'), section)
-    return section
+    check.get('ghost_init', dict)
+    _check_ghost_init(check)
+    return opt
 
 
 def check_options(path, is_train):
@@ -107,6 +157,10 @@ def check_options(path, is_train):
     check.registered('model_type', MODEL_REGISTRY, 'model')
     for key in [k for k in opt if k.startswith('network_')]:
         check_network_options(path, opt, key)
+    if 'ghost_init' in opt:
+        if not issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
+            check.fail('model_type', f"'{opt['model_type']}' ignores the ghost_init section; use GhostSRModel")
+        _check_ghost_init(check)
 
     datasets = check.get('datasets', dict)
     for phase in datasets:

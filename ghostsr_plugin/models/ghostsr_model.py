@@ -18,6 +18,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ghostsr_plugin.archs import ghost_layers
 from ghostsr_plugin.freeze import freeze
+from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.monitor import OrientationMonitor, orientation_histogram
 from ghostsr_plugin.schedules import build_schedule
 
@@ -41,6 +42,8 @@ class GhostSRModel(SRModel):
     """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
     def init_training_settings(self):
+        if 'ghost_init' in self.opt:  # before the EMA copy is made; skipped on resume
+            ghost_init_for_training(self.opt, self.get_bare_model(self.net_g))
         super().init_training_settings()
         net = self.get_bare_model(self.net_g)
         self.ghost_layers = ghost_layers(net)
