@@ -265,15 +265,19 @@ def test_every_ghost_arch_states_its_input_sources():
         init_from_plain(ghost, plain.state_dict())  # the sources fit the layers' input channels
 
 
-@pytest.mark.parametrize('ghost_type', ['GhostEDSR', 'GhostRDN', 'GhostCARN'])
+@pytest.mark.parametrize('ghost_type', ['GhostEDSR', 'GhostRDN', 'GhostCARN', 'GhostCARN_M'])
 def test_ghost_arch_computes_its_plain_arch_when_filters_repeat_in_ghost_layout(ghost_type):
-    """Plain filter p equal to filter p mod c_i in every ghosted conv: the clustering must
-    find those pairs, place them where the Ghost layer's output carries them, and copy
+    """Plain filter p equal to filter p mod c_i in every ghosted conv (within each conv group
+    of a group conv: local filter p equal to local filter p mod c_i / groups): the clustering
+    must find those pairs, place them where the Ghost layer's output carries them, and copy
     everything else, so that the Ghost model (unshifted) computes the plain function."""
     plain, ghost = build_pair(ghost_type)
     state = plain.state_dict()
     for path, layer in named_ghost_layers(ghost):
-        source = torch.arange(layer.out_channels) % layer.primary.out_channels
+        groups = layer.primary.groups
+        per_group, intrinsic_per_group = layer.out_channels // groups, layer.primary.out_channels // groups
+        position = torch.arange(layer.out_channels)
+        source = position // per_group * per_group + position % per_group % intrinsic_per_group
         for key in (f'{path}.weight', f'{path}.bias'):
             state[key] = state[key][source]
     plain.load_state_dict(state)

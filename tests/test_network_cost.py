@@ -9,7 +9,7 @@ from ghostsr_plugin.cost import cost_input, count_flops, count_params, network_c
 
 
 def test_a_ghost_layer_costs_its_real_conv_only():
-    layer = GhostConv2d(16, 24, 3, orientation_groups=2, conv_groups=4)
+    layer = GhostConv2d(16, 24, 3, orientation_groups=3, conv_groups=4)
     x = torch.rand(1, 16, 10, 12)
     for training in (True, False):
         with FlopCounterMode(display=False) as counter:

@@ -20,7 +20,7 @@ GHOST_OF = {'RDN': 'GhostRDN', 'CARN': 'GhostCARN', 'CARN_M': 'GhostCARN_M'}
 SMALL = {  # small but complete: every kind of layer, dense and cascade connections, sharing, groups
     'RDN': dict(num_feat=8, num_block=2, num_layer=3, num_grow_ch=4),
     'CARN': dict(num_feat=8, num_block=2, num_unit=2),
-    'CARN_M': dict(num_feat=8, num_block=2, num_unit=3, groups=4),
+    'CARN_M': dict(num_feat=16, num_block=2, num_unit=3, groups=4),  # 2 ghosts per conv group: 2 orientation groups
 }
 GHOST_KEYS = ('ratio', 'max_shift', 'orientation_groups', 'abs_argmax', 'deploy')
 GHOSTED = {  # the module paths that are Ghost layers in the small configurations
@@ -117,16 +117,20 @@ def test_ghost_layers_replace_the_plain_convs_at_the_same_paths(plain):
 
 
 class ReferenceGhost(nn.Module):
-    """A Ghost layer spelled out channel by channel: ``concat(x1, shift(x1[c % C]) for each ghost c)``."""
+    """A Ghost layer spelled out channel by channel: ``concat(x1, shift(x1[c % C]) for each ghost c)``,
+    within each conv group of a group conv (``x1`` and the ghosts of that group), the groups in order."""
 
     def __init__(self, primary, num_ghost, offset):
         super().__init__()
         self.primary, self.num_ghost, self.offset = primary, num_ghost, offset
 
     def forward(self, x):
-        x1 = self.primary(x)
-        c = x1.shape[1]
-        return torch.cat([x1, *(ops.shift(x1[:, [k % c]], self.offset) for k in range(self.num_ghost))], dim=1)
+        groups = self.primary.groups
+        outputs = []
+        for x1 in self.primary(x).chunk(groups, dim=1):
+            c = x1.shape[1]
+            outputs += [x1, *(ops.shift(x1[:, [k % c]], self.offset) for k in range(self.num_ghost // groups))]
+        return torch.cat(outputs, dim=1)
 
 
 @pytest.mark.parametrize('plain', GHOST_OF)

@@ -186,9 +186,11 @@ class GhostCARN_M(GhostBody, CARN_M):
     """CARN-M whose efficient residual block's two 3x3 group convs are Ghost layers.
 
     The same rule as ``GhostCARN``. The Ghost layer's real conv stays a group conv
-    (``groups`` groups, each computing ``ratio`` of its group's outputs) and the ghosts
-    follow all intrinsic channels, as in every Ghost layer, so the next group conv's groups
-    see intrinsic channels or shifted copies of them. CARN-M keeps most of its parameters
+    (``groups`` groups, each computing ``ratio`` of its group's outputs) and the output is
+    laid out per conv group (see ``GhostConv2d``'s ``conv_groups``): each group's ghosts
+    follow that group's intrinsic channels, so every output channel stays in the plain
+    group conv's group, and the next group conv's group ``g`` reads group ``g``'s intrinsic
+    channels and their shifted copies, as CARN-M's does. CARN-M keeps most of its parameters
     in 1x1 convs (62% at x2) and its group-conv upsampler (14%), which stay plain, so the
     reduction is smaller than CARN's: 11% of parameters and 21% of FLOPs at x2 (README,
     "The paper's other models").

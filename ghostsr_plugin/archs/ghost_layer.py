@@ -2,9 +2,10 @@
 
 A ``GhostConv2d`` replaces a k x k convolution ``c_in -> c_out``: a real conv (``primary``)
 computes ``ceil(c_out * ratio)`` intrinsic channels, the remaining ghost channels are
-intrinsic ones shifted by a learned pixel offset, and the output is their concat.
-Everything else in the plugin (schedules, clustering, freezing, benchmarks) finds these
-layers by walking ``model.modules()``.
+intrinsic ones shifted by a learned pixel offset, and the output is their concat. When
+the real conv is a group conv, that holds within each conv group, so every output channel
+stays in the plain group conv's group. Everything else in the plugin (schedules,
+clustering, freezing, benchmarks) finds these layers by walking ``model.modules()``.
 """
 import math
 
@@ -23,13 +24,22 @@ class GhostConv2d(nn.Module):
         ratio: lambda, the fraction of output channels computed by the real conv, in (0, 1].
             Below 0.5 the intrinsic channels are reused in order to make enough ghosts.
         max_shift: d, the largest |dy| and |dx| of the learned shift.
-        orientation_groups: ghost channels are split into this many equal groups, each with
-            its own learned offset; 1 (one per layer) is the paper's and the official code's.
+        orientation_groups: ghost channels (each conv group's, see ``conv_groups``) are split
+            into this many equal groups, each with its own learned offset; 1 (one per layer) is
+            the paper's and the official code's.
         abs_argmax: pick the orientation by argmax of ``|logits + noise|`` as the official
             code does, instead of the Gumbel-max ``logits + noise`` of the paper.
         deploy: build the frozen form (see ``freeze``) that a deploy checkpoint loads into.
-        conv_groups: ``groups`` of the real conv, for archs built on group convs (CARN-M);
-            the ghosts are still appended after all intrinsic channels.
+        conv_groups: G, the ``groups`` of the real conv, for archs built on group convs
+            (CARN-M). The output is laid out per conv group, as the plain group conv's is:
+            output group ``g`` (channels ``[g * c_g, (g + 1) * c_g)``, ``c_g = out_channels / G``)
+            is the Ghost layer applied within that group, i.e. its ``c_ig = c_i / G`` intrinsic
+            channels (conv group ``g`` of ``primary``, ``c_i = ceil(out_channels * ratio)``)
+            followed by their shifted copies; within a group, local position ``p`` carries
+            the group's local intrinsic channel ``p % c_ig``. The orientation groups split
+            each conv group's ghosts (all conv groups share the offsets). ``out_channels`` and
+            ``c_i`` must be divisible by G, and each conv group's ghost count by
+            ``orientation_groups``.
 
     Attributes:
         logits: (orientation_groups, (2d+1)^2) orientation logits; absent once frozen.
@@ -54,9 +64,14 @@ class GhostConv2d(nn.Module):
             raise ValueError(f'GhostConv2d: max_shift must be >= 0, got {max_shift}')
         num_intrinsic = math.ceil(out_channels * ratio)
         self.num_ghost = out_channels - num_intrinsic
-        if orientation_groups < 1 or self.num_ghost % orientation_groups:
-            raise ValueError(f'GhostConv2d: {self.num_ghost} ghost channels (out_channels={out_channels}, '
-                             f'ratio={ratio}) cannot be split into orientation_groups={orientation_groups}')
+        if conv_groups < 1 or out_channels % conv_groups or num_intrinsic % conv_groups:
+            raise ValueError(f'GhostConv2d: out_channels={out_channels} and its {num_intrinsic} intrinsic channels '
+                             f'(ratio={ratio}) must both be divisible by conv_groups={conv_groups}')
+        group_ghost = self.num_ghost // conv_groups
+        if orientation_groups < 1 or group_ghost % orientation_groups:
+            where, grouped = (' per conv group', f', conv_groups={conv_groups}') if conv_groups > 1 else ('', '')
+            raise ValueError(f'GhostConv2d: {group_ghost} ghost channels{where} (out_channels={out_channels}, '
+                             f'ratio={ratio}{grouped}) cannot be split into orientation_groups={orientation_groups}')
         self.out_channels, self.max_shift, self.abs_argmax = out_channels, max_shift, abs_argmax
         self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias,
                                  groups=conv_groups)
@@ -118,14 +133,26 @@ class GhostConv2d(nn.Module):
 
     def forward(self, x):
         x1 = self.primary(x)
+        groups = self.primary.groups
+        if groups > 1:
+            # Conv group g as sample g of a batch G times larger: the ordinary Ghost layer
+            # within each group, laid out per group (a free view of a contiguous x1).
+            n, c, h, w = x1.shape
+            x1 = x1.reshape(n * groups, c // groups, h, w)
+        num_ghost = self.num_ghost // groups
         if self.training and self.learn_orientation and not self.frozen:
-            return ops.ghost_features_train(x1, self.num_ghost, self.selection(), self.max_shift)
-        return ops.ghost_features(x1, self.num_ghost, self.offset())
+            out = ops.ghost_features_train(x1, num_ghost, self.selection(), self.max_shift)
+        else:
+            out = ops.ghost_features(x1, num_ghost, self.offset())
+        if groups > 1:
+            out = out.reshape(n, self.out_channels, h, w)
+        return out
 
     def extra_repr(self):
         groups = (self.offsets if self.frozen else self.logits).shape[0]
+        conv_groups = f', conv_groups={self.primary.groups}' if self.primary.groups > 1 else ''
         return (f'out_channels={self.out_channels}, num_ghost={self.num_ghost}, max_shift={self.max_shift}, '
-                f'orientation_groups={groups}, abs_argmax={self.abs_argmax}, frozen={self.frozen}')
+                f'orientation_groups={groups}, abs_argmax={self.abs_argmax}, frozen={self.frozen}{conv_groups}')
 
 
 def named_ghost_layers(net):

@@ -2,10 +2,13 @@
 
 A Ghost layer computes ``c_i = ceil(lambda * c_out)`` channels with a real conv and makes
 the rest by shifting them: output position ``p`` carries intrinsic channel ``p % c_i``
-(positions below ``c_i`` are the intrinsic channels themselves). Initializing it from a
-plain layer means choosing which plain filter each intrinsic position computes, and which
-intrinsic position stands in for each plain filter (its *label*); the next layer's input
-weights are built from the labels (see ``transfer``).
+(positions below ``c_i`` are the intrinsic channels themselves). A Ghost layer whose real
+conv is a group conv (``G`` groups) is laid out per conv group: the same holds within each
+group, whose local position ``p`` carries the group's local intrinsic channel
+``p % (c_i / G)``. Initializing it from a plain layer means choosing which plain filter
+each intrinsic position computes, and which intrinsic position stands in for each plain
+filter (its *label*); the next layer's input weights are built from the labels (see
+``transfer``).
 """
 from dataclasses import dataclass
 
@@ -129,7 +132,12 @@ def choose_intrinsic(vectors, num_intrinsic, method='cluster', seed=0, groups=1)
     """Intrinsic filters of one layer by ``method`` ('cluster' or 'order').
 
     With ``groups`` > 1 (a group conv), each group's intrinsic filters are chosen among
-    its own filters: conv group ``g`` of the real conv reads only group ``g``'s inputs.
+    its own filters: conv group ``g`` of the real conv reads only group ``g``'s inputs. The
+    choice is made for each group alone, on its local positions (local output position
+    ``p`` carries the group's local intrinsic channel ``p % (num_intrinsic / groups)``, the
+    Ghost layer's per-group layout), then numbered layer-wide: group ``g``'s intrinsic
+    positions are ``g * num_intrinsic / groups + local`` (conv group ``g`` of the real
+    conv), its filters ``g * c_out / groups + local``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown ghost init method '{method}'; expected one of {METHODS}")

@@ -18,8 +18,12 @@ from a Ghost layer's module path to its input's segments in channel order:
 
 Where a segment is a Ghost layer, the plain filters are clustered on the input channels
 that layer keeps as intrinsic (in their new order), as GhostSR does. A Ghost layer whose
-real conv is a group conv (CARN-M) has its intrinsic filters chosen within each conv
-group, and its input is not screened (its groups read fixed input channels).
+real conv is a group conv (CARN-M) lays its output out per conv group, as the plain group
+conv does (each group's ghosts follow that group's intrinsic channels, see
+``GhostConv2d``), so its intrinsic filters are chosen within each conv group and placed
+on that group's positions; its input is not screened (its groups read fixed input
+channels), and its output channel ``o`` stands in for plain filter ``o`` as far as the
+placement allows, where later layers read it unchanged.
 
 Input channels fed by a Ghost layer. In the plain model, the feeding layer's channel ``o``
 enters through the weight column ``W[:, o]``. In the Ghost model only the intrinsic
