@@ -17,8 +17,8 @@ from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.tiling import tiled_forward
 
 
-def load_state_dict(checkpoint, param_key='params'):
-    """The state dict under ``param_key`` of a BasicSR checkpoint (falls back to 'params')."""
+def load_checkpoint(checkpoint):
+    """The dict a checkpoint file holds, loaded with ``weights_only`` (tensors only)."""
     if not osp.isfile(checkpoint):
         raise InputError(f'checkpoint {checkpoint} does not exist')
     try:
@@ -27,6 +27,15 @@ def load_state_dict(checkpoint, param_key='params'):
         raise InputError(f'cannot load checkpoint {checkpoint}: not a PyTorch checkpoint of tensors ({err})') from None
     if not isinstance(state, dict):
         raise InputError(f'{checkpoint}: expected a dict of state dicts, found {type(state).__name__}')
+    return state
+
+
+def load_state_dict(checkpoint, param_key='params', loaded=None):
+    """The state dict under ``param_key`` of a BasicSR checkpoint (falls back to 'params').
+
+    ``loaded``: the checkpoint's dict when it is already loaded (:func:`load_checkpoint`).
+    """
+    state = load_checkpoint(checkpoint) if loaded is None else loaded
     if param_key not in state and 'params' in state:
         param_key = 'params'
     if param_key not in state:
@@ -34,10 +43,13 @@ def load_state_dict(checkpoint, param_key='params'):
     return {k.removeprefix('module.'): v for k, v in state[param_key].items()}
 
 
-def load_model(network_opt, checkpoint, param_key='params_ema'):
-    """Build the BasicSR network ``network_opt`` and load ``checkpoint`` strictly, in eval mode."""
+def load_model(network_opt, checkpoint, param_key='params_ema', loaded=None):
+    """Build the BasicSR network ``network_opt`` and load ``checkpoint`` strictly, in eval mode.
+
+    ``loaded``: the checkpoint's dict when it is already loaded (:func:`load_checkpoint`).
+    """
     net = build_network(network_opt)
-    state = load_state_dict(checkpoint, param_key)
+    state = load_state_dict(checkpoint, param_key, loaded)
     expected = net.state_dict()
     for key, value in expected.items():
         if key not in state:

@@ -9,8 +9,9 @@ import os.path as osp
 
 import torch
 
-from ghostsr_plugin.archs import ghost_layers
+from ghostsr_plugin.archs import ghost_layers, named_ghost_layers
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.monitor import format_offsets
 
 
 def freeze(net):
@@ -28,22 +29,25 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ghostsr_plugin.evaluate import load_model
+    from ghostsr_plugin.evaluate import load_checkpoint, load_model
     from ghostsr_plugin.option_check import load_option_file
 
     opt = load_option_file(args.opt)
     checkpoint = args.checkpoint or osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
-    if not osp.isfile(checkpoint):
-        raise InputError(f'checkpoint {checkpoint} does not exist')
     if osp.exists(args.out) and not args.overwrite:
         raise InputError(f'{args.out} exists; pass --overwrite to replace it')
-    keys = [k for k in ('params', 'params_ema') if k in torch.load(checkpoint, map_location='cpu', weights_only=True)]
-    frozen = {key: freeze(load_model(opt['network_g'], checkpoint, key)) for key in keys}
+    state = load_checkpoint(checkpoint)
+    keys = [k for k in ('params', 'params_ema') if k in state]
+    if not keys:
+        found = sorted(map(str, state))
+        found = found[:5] + [f'... ({len(found)} keys)'] if len(found) > 5 else found
+        raise InputError(f"{checkpoint}: expected a BasicSR checkpoint with 'params' and/or 'params_ema', "
+                         f'found keys {found}')
+    frozen = {key: freeze(load_model(opt['network_g'], checkpoint, key, loaded=state)) for key in keys}
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     torch.save({key: net.state_dict() for key, net in frozen.items()}, args.out)
 
-    net = frozen[keys[-1]]
-    for name, layer in ((n, m) for n, m in net.named_modules() if m in ghost_layers(net)):
-        print(f'{name}: (dy, dx) = {" ".join(map(str, map(tuple, layer.offset().tolist())))}')
+    for name, layer in named_ghost_layers(frozen[keys[-1]]):
+        print(f'{name}: (dy, dx) = {format_offsets(layer.offset().tolist())}')
     print(f'{checkpoint} ({osp.getsize(checkpoint):,d} bytes) -> {args.out} ({osp.getsize(args.out):,d} bytes), '
           f'keys {keys}. Load it with network_g {{type: {opt["network_g"]["type"]}, ..., deploy: true}}.')

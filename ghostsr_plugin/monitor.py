@@ -12,6 +12,11 @@ import torch
 from ghostsr_plugin.archs.ghost_layer import named_ghost_layers
 
 
+def format_offsets(offsets):
+    """Offsets ``[[dy, dx], ...]`` as ``'(dy, dx) (dy, dx) ...'``, as the logs and ``ghostsr freeze`` print them."""
+    return ' '.join(str(tuple(offset)) for offset in offsets)
+
+
 def orientation_histogram(net):
     """How many orientation groups of ``net`` use each (dy, dx), most used first."""
     counts = Counter()

@@ -2,10 +2,13 @@
 
 BasicSR itself fails late and vaguely (a ``KeyError`` deep in a registry, an argument
 error inside a constructor). Every message here names the file and the offending key.
+Settings that run but defeat a feature get a warning instead: a GhostSRModel training
+file without ``manual_seed`` cannot be resumed exactly.
 """
 import difflib
 import inspect
 import os.path as osp
+import warnings
 
 import yaml
 from basicsr.utils.options import ordered_yaml
@@ -183,6 +186,10 @@ def check_options(path, is_train):
         check.get('logger.save_checkpoint_freq', (int, float))
         for loss_key in [k for k in train if k.endswith('_opt') and isinstance(train[k], dict)]:
             check.registered(f'train.{loss_key}.type', LOSS_REGISTRY, 'loss')
+        if opt.get('manual_seed') is None and issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
+            warnings.warn(f"{path}: no 'manual_seed': BasicSR draws a new seed for every run, so a run resumed "
+                          'with --auto_resume draws other Gumbel noise than an uninterrupted one would; set '
+                          'manual_seed for an exact resume', stacklevel=2)
         if train.get('temperature_schedule') is not None:
             try:
                 build_schedule(check.get('train.temperature_schedule', dict))

@@ -129,8 +129,9 @@ def schedule_types():
     return types
 
 
-def build_schedule(schedule_opt=None, key='train.temperature_schedule'):
+def build_schedule(schedule_opt=None):
     """The schedule an option section describes (default: the official exponential)."""
+    key = 'train.temperature_schedule'  # where the section lives, for the messages
     opt = dict(DEFAULT_SCHEDULE if schedule_opt is None else schedule_opt)
     name = opt.pop('type', None)
     types = schedule_types()

@@ -4,7 +4,8 @@ Ops: the shift, and the fused Ghost layer op (eval: a fixed offset; train: the l
 one-hot selection, whose backward also gives the logits' gradient), forward and backward,
 each done four ways:
   kernel     ghostsr_plugin.ops (the fused CUDA kernels on a GPU; the reference on CPU)
-  reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference
+  reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference (the train op: ops
+             within ops.reference_kernels(), for the registered autograd)
   roll       torch.roll (wraps around instead of zero fill; a plain PyTorch data move)
   depthwise  the official code's way: a depthwise 3x3 conv with a one-hot kernel
 Bandwidth is effective: the bytes the op must read and write once, over its time, set
@@ -152,7 +153,7 @@ def op_cases(n, c, h, w, device, dtype):
             x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
             ghost_bytes, train_bytes),
         ('ghost train', 'reference'): (
-            x1_logits, lambda a, logits: reference.ghost_features_train(a, c_ghost, straight_through(logits), 1),
+            x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
             ghost_bytes, train_bytes),
         ('ghost train', 'depthwise'): (x1_logits, depthwise_train, ghost_bytes, train_bytes),
     }
@@ -168,13 +169,14 @@ def benchmark_ops(args, device, measure, copy_gbs):
     for size, dtype in tqdm(jobs, desc='ops', unit='size'):
         for (op, impl), (make, forward, fwd_bytes, bwd_bytes) in op_cases(*size, device, dtype).items():
             inputs = make()
-            out = forward(*inputs)
-            grad_out = torch.randn_like(out)
-            capture = (op, impl) not in SYNCING
-            with torch.no_grad():
-                fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
-            bwd = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
-                out, inputs, grad_out, retain_graph=True), capture)
+            with ops.reference_kernels() if impl == 'reference' else contextlib.nullcontext():
+                out = forward(*inputs)
+                grad_out = torch.randn_like(out)
+                capture = (op, impl) not in SYNCING
+                with torch.no_grad():
+                    fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+                bwd = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
+                    out, inputs, grad_out, retain_graph=True), capture)
             for direction, (seconds, timing), moved in (('forward', fwd, fwd_bytes), ('backward', bwd, bwd_bytes)):
                 gbs = moved / seconds / 1e9
                 rows.append({'size': 'x'.join(map(str, size)), 'dtype': str(dtype).replace('torch.', ''), 'op': op,

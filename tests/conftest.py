@@ -83,6 +83,15 @@ def tiny_options(tiny_pairs):
     return opt
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that is free now (for a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def write_options(path, opt):
     """Write ``opt`` as a YAML option file and return its path as str."""
     with open(path, 'w') as f:

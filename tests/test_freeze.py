@@ -82,3 +82,15 @@ def test_freeze_rejects_a_checkpoint_of_another_arch(tmp_path, capsys):
         ghostsr_main(['freeze', '-opt', opt_file, '--checkpoint', str(checkpoint), '--out', str(tmp_path / 'o.pth')])
     assert 'does not fit GhostEDSR' in capsys.readouterr().err
     assert not (tmp_path / 'o.pth').exists()
+
+
+def test_freeze_rejects_a_bare_state_dict_before_writing(tmp_path, capsys):
+    checkpoint = tmp_path / 'bare.pth'
+    torch.save(trained_like_net().state_dict(), checkpoint)  # no 'params' / 'params_ema' around it
+    opt_file = write_options(tmp_path / 'train.yml', {'name': 'x', 'network_g': NET_OPT})
+    with pytest.raises(SystemExit):
+        ghostsr_main(['freeze', '-opt', opt_file, '--checkpoint', str(checkpoint), '--out', str(tmp_path / 'o.pth')])
+    err = capsys.readouterr().err
+    assert f"{checkpoint}: expected a BasicSR checkpoint with 'params' and/or 'params_ema'" in err
+    assert "found keys ['body.0.conv1.logits'" in err
+    assert not (tmp_path / 'o.pth').exists()

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 from ghostsr_plugin.cli import basicsr_main, ghostsr_main
 
-from .conftest import write_options
+from .conftest import free_port, write_options
 
 PLAIN = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2,
          'res_scale': 1, 'img_range': 255.}
@@ -159,17 +159,9 @@ def _distributed_worker(rank, world_size, port, section, out_dir):
     dist.destroy_process_group()
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_rank0_computes_and_every_rank_receives(tmp_path, init_options):
     section = init_options['ghost_init']
-    mp.spawn(_distributed_worker, args=(2, _free_port(), section, str(tmp_path)), nprocs=2)
+    mp.spawn(_distributed_worker, args=(2, free_port(), section, str(tmp_path)), nprocs=2)
     rank0, rank1 = (torch.load(tmp_path / f'good{r}.pth', weights_only=True) for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # logits included: they were broadcast
     plain = torch.load(section['checkpoint'], weights_only=True)['params_ema']

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ghostsr_plugin import ops
 from ghostsr_plugin.archs import GhostConv2d
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
-from ghostsr_plugin.ops import extension, library
+from ghostsr_plugin.ops import extension, library, reference
 
 
 def opcheck_samples(device):
@@ -61,6 +61,15 @@ def test_public_functions_refuse_bad_groups():
         ops.ghost_features(x1, 4, torch.zeros(3, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r'selection must be \(G, 9\) for max_shift=1, got shape \(2, 25\)'):
         ops.ghost_features_train(x1, 4, torch.zeros(2, 25), 1)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_selection_grad_of_half_inputs_sums_in_float32(dtype):
+    # sums of 1 * 1 over up to 300 x 300 pixels: 90000 overflows float16 and is no bfloat16 value
+    x1, grad_out = torch.ones(1, 1, 300, 300, dtype=dtype), torch.ones(1, 2, 300, 300, dtype=dtype)
+    got = torch.ops.ghostsr.selection_grad(grad_out, x1, 1, 1)  # the CPU kernel: the reference
+    assert got.dtype == torch.float32
+    assert torch.equal(got, reference.selection_grad(grad_out.double(), x1.double(), 1, 1).float())
 
 
 def run_layer(layer, x):

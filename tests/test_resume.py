@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from .conftest import write_options
+from .conftest import free_port, write_options
 
 
 def train_options(tiny_options, name, total_iter):
@@ -44,3 +44,35 @@ def test_resumed_run_has_the_same_temperatures_orientations_and_weights(tmp_path
             assert torch.equal(states['parts'][key][name], value), f'{key}.{name}'
     deploy = torch.load(exps['whole'] / 'models' / 'net_g_deploy.pth', weights_only=True)
     assert 'body.0.conv1.offsets' in deploy['params'] and 'body.0.conv1.logits' not in deploy['params']
+
+
+def test_training_options_without_manual_seed_warn(tmp_path, tiny_options):
+    import warnings
+
+    from ghostsr_plugin.option_check import check_options
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        check_options(write_options(tmp_path / 'seeded.yml', tiny_options), is_train=True)
+    del tiny_options['manual_seed']
+    unseeded = write_options(tmp_path / 'unseeded.yml', tiny_options)
+    with pytest.warns(UserWarning, match=r"unseeded\.yml: no 'manual_seed'.*set manual_seed for an exact resume"):
+        check_options(unseeded, is_train=True)
+
+
+def _seed_worker(rank, world_size, port, out_dir):
+    from torch import distributed as dist
+
+    from ghostsr_plugin.models.ghostsr_model import rank0_seed
+
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world_size)
+    seed = rank0_seed(1000 + rank)  # as BasicSR draws a seed per rank when the options set none
+    torch.save(seed, f'{out_dir}/seed{rank}.pth')
+    dist.destroy_process_group()
+
+
+def test_every_rank_seeds_the_noise_with_rank0s_seed(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_seed_worker, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    assert [torch.load(tmp_path / f'seed{r}.pth') for r in (0, 1)] == [1000, 1000]

@@ -1,10 +1,12 @@
 """What plain archs and their Ghost versions share: the convs a Ghost version ghosts.
 
-A plain arch builds each conv that its Ghost version replaces with ``self.body_conv``; the
-Ghost version inherits the plain arch and overrides only that method (``GhostBody``). So
-the two have the same submodules at the same paths: the Ghost layer at path ``P``
-replaces the plain conv at ``P`` (its real conv is ``P.primary``), and everything else
-is the plain arch's own code.
+The plain archs defined here (RDN, CARN) build each conv that their Ghost version replaces
+with ``self.body_conv``; the Ghost version inherits the plain arch and overrides only that
+method (``GhostBody``). GhostEDSR cannot: BasicSR's EDSR builds its convs directly, so it
+rebuilds ``self.body`` from Ghost residual blocks (``ghost_edsr_arch``). Either way the
+two have the same submodules at the same paths: the Ghost layer at path ``P`` replaces
+the plain conv at ``P`` (its real conv is ``P.primary``), and everything else is the
+plain arch's own code.
 """
 import torch
 from torch import nn

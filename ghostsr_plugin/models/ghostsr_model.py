@@ -2,10 +2,12 @@
 
 Every iteration it sets each Ghost layer's Gumbel noise scale from the temperature
 schedule (``train.temperature_schedule``, see ``ghostsr_plugin.schedules``) and seeds the
-noise from ``manual_seed`` and the iteration, so a run resumed with ``--auto_resume`` draws
-the same noise as an uninterrupted one. At BasicSR's print frequency it logs the
-temperature and every layer's orientation; at validation, the orientation histogram; at
-the end of training it also writes a frozen deploy checkpoint, ``net_g_deploy.pth``.
+noise from rank 0's ``manual_seed`` and the iteration, so every rank draws the same noise.
+A run resumed with ``--auto_resume`` draws the same noise as an uninterrupted one when the
+option file sets ``manual_seed`` (without it, BasicSR draws a new seed for every run). At
+BasicSR's print frequency it logs the temperature and every layer's orientation; at
+validation, the orientation histogram; at the end of training it also writes a frozen
+deploy checkpoint, ``net_g_deploy.pth``.
 """
 import copy
 import math
@@ -14,12 +16,13 @@ import torch
 from basicsr.data import build_dataset
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ghostsr_plugin.archs import ghost_layers
 from ghostsr_plugin.freeze import freeze
 from ghostsr_plugin.init import ghost_init_for_training
-from ghostsr_plugin.monitor import OrientationMonitor, orientation_histogram
+from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -37,6 +40,15 @@ def iters_per_epoch(opt):
     return max(num_samples // batch_size, 1)
 
 
+def rank0_seed(seed):
+    """Rank 0's ``seed`` on every rank (BasicSR draws a different one per rank when the options set none)."""
+    if get_dist_info()[1] > 1:
+        shared = [seed]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        seed = shared[0]
+    return seed
+
+
 @MODEL_REGISTRY.register()
 class GhostSRModel(SRModel):
     """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
@@ -50,6 +62,7 @@ class GhostSRModel(SRModel):
         self.monitor = OrientationMonitor(net)
         self.schedule = build_schedule(self.opt['train'].get('temperature_schedule'))
         self.total_iter = int(self.opt['train']['total_iter'])
+        self.noise_seed = rank0_seed(self.opt['manual_seed'])
         self.iters_per_epoch = iters_per_epoch(self.opt)
         self.temperature = self.schedule(1, self.total_iter, self.iters_per_epoch)
 
@@ -57,7 +70,7 @@ class GhostSRModel(SRModel):
         self.temperature = self.schedule(current_iter, self.total_iter, self.iters_per_epoch)
         learn = not self.schedule.holds(current_iter, self.iters_per_epoch)
         # Same seed on every rank: all replicas pick the same orientation in an iteration.
-        noise = torch.Generator(self.device).manual_seed(self.opt['manual_seed'] * 2**32 + current_iter)
+        noise = torch.Generator(self.device).manual_seed(self.noise_seed * 2**32 + current_iter)
         for layer in self.ghost_layers:
             layer.temperature, layer.learn_orientation, layer.noise_generator = self.temperature, learn, noise
         super().optimize_parameters(current_iter)
@@ -68,7 +81,7 @@ class GhostSRModel(SRModel):
         rows = self.monitor.report()
         get_root_logger().info('Ghost orientations, argmax (dy, dx) [changes of the argmax/sampled orientation '
                                'since the last log]: ' + ', '.join(
-                                   f'{name} {" ".join(map(str, map(tuple, offsets)))} [{argmax}/{sampled}]'
+                                   f'{name} {format_offsets(offsets)} [{argmax}/{sampled}]'
                                    for name, offsets, argmax, sampled in rows))
         return {**self.log_dict, 'temperature': self.temperature,
                 'argmax_changes': sum(r[2] for r in rows), 'sampled_changes': sum(r[3] for r in rows)}

@@ -5,6 +5,6 @@ reference in :mod:`.reference`; CUDA: the fused kernels). :func:`reference_kerne
 run the reference too.
 """
 from .library import ghost_features, ghost_features_train, reference_kernels, shift
-from .reference import ghost_source, offset_table
+from .reference import offset_table
 
-__all__ = ['ghost_features', 'ghost_features_train', 'ghost_source', 'offset_table', 'reference_kernels', 'shift']
+__all__ = ['ghost_features', 'ghost_features_train', 'offset_table', 'reference_kernels', 'shift']

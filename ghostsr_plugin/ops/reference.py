@@ -60,12 +60,13 @@ def shift(x, offset):
 
 
 def _correlate(grad, x, offset):
-    """``sum(grad * shift(x, offset))`` without materializing the shift."""
+    """``sum(grad * shift(x, offset))`` without materializing the shift, in :func:`opmath_dtype`."""
+    dtype = opmath_dtype(x.dtype)
     overlap = _overlaps(x, offset)
     if overlap is None:
-        return grad.new_zeros(())
+        return grad.new_zeros((), dtype=dtype)
     (out_rows, src_rows), (out_cols, src_cols) = overlap
-    return (grad[..., out_rows, out_cols] * x[..., src_rows, src_cols]).sum()
+    return (grad[..., out_rows, out_cols].to(dtype) * x[..., src_rows, src_cols].to(dtype)).sum()
 
 
 def ghost_source(x1, num_ghost):
@@ -120,7 +121,11 @@ def ghost_features_backward(grad_out, num_ghost, offsets):
 
 
 def ghost_features_train_forward(x1, num_ghost, selection, max_shift):
-    """Forward of :func:`ghost_features_train` (no autograd): the ghosts under ``selection``."""
+    """Forward of ``ops.ghost_features_train`` (no autograd): the ghosts under ``selection``.
+
+    ``sum_k selection[g, k] * shift(src_g, offset_k)`` over the nonzero entries only, so a
+    (straight-through) one-hot selection costs one shift.
+    """
     table = offset_table(max_shift).tolist()
     src = _grouped(ghost_source(x1, num_ghost), selection.shape[0])
     ghosts = []
@@ -133,7 +138,7 @@ def ghost_features_train_forward(x1, num_ghost, selection, max_shift):
 
 
 def ghost_features_train_backward(grad_out, num_ghost, selection, max_shift):
-    """Gradient of :func:`ghost_features_train` with respect to ``x1``, given ``grad_out``."""
+    """Gradient of ``ops.ghost_features_train`` with respect to ``x1``, given ``grad_out``."""
     table = offset_table(max_shift).tolist()
     grad_ghost = _grouped(grad_out[:, grad_out.shape[1] - num_ghost:], selection.shape[0])
     grad_src = torch.zeros_like(grad_ghost)
@@ -144,7 +149,7 @@ def ghost_features_train_backward(grad_out, num_ghost, selection, max_shift):
 
 
 def selection_grad(grad_out, x1, num_groups, max_shift):
-    """Gradient of :func:`ghost_features_train` with respect to ``selection``, (G, (2d+1)^2).
+    """Gradient of ``ops.ghost_features_train`` with respect to ``selection``, (G, (2d+1)^2).
 
     Entry (g, k) is the correlation of group g's upstream gradient with its sources shifted
     by ``offset_k``; in :func:`opmath_dtype`.
@@ -155,38 +160,4 @@ def selection_grad(grad_out, x1, num_groups, max_shift):
     table = offset_table(max_shift).tolist()
     return torch.stack([
         torch.stack([_correlate(grad_ghost[:, g], src[:, g], off) for off in table]) for g in range(num_groups)
-    ]).to(opmath_dtype(x1.dtype))
-
-
-class _GhostFeaturesTrain(torch.autograd.Function):
-    """Ghost features under a differentiable orientation ``selection`` of shape (G, K).
-
-    Computes ``sum_k selection[g, k] * shift(src_g, offset_k)`` over the nonzero entries
-    only, so a (straight-through) one-hot selection costs one shift. The gradient of
-    ``selection[g, k]`` is the correlation of the upstream gradient with the source
-    shifted by ``offset_k``: exactly what a depthwise conv with that one-hot kernel (the
-    official code's formulation) would give, without running the conv.
-    """
-
-    @staticmethod
-    def forward(ctx, x1, selection, num_ghost, max_shift):
-        ctx.save_for_backward(x1, selection)
-        ctx.num_ghost, ctx.max_shift = num_ghost, max_shift
-        return ghost_features_train_forward(x1, num_ghost, selection, max_shift)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        x1, selection = ctx.saved_tensors
-        grad_x1 = ghost_features_train_backward(grad_out, ctx.num_ghost, selection, ctx.max_shift)
-        grad_selection = selection_grad(grad_out, x1, selection.shape[0], ctx.max_shift).to(selection.dtype)
-        return grad_x1, grad_selection, None, None
-
-
-def ghost_features_train(x1, num_ghost, selection, max_shift):
-    """Training-time Ghost layer output; ``selection`` (G, (2d+1)^2) carries the gradient.
-
-    With ``selection`` a one-hot for offset ``k`` this equals
-    ``ghost_features(x1, num_ghost, offset_table(max_shift)[k])``.
-    """
-    return _GhostFeaturesTrain.apply(x1, selection, num_ghost, max_shift)
+    ])
