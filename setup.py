@@ -32,7 +32,7 @@ setup(
     package_data={'ghostsr_plugin.ops': ['csrc/*.cu']},
     install_requires=[
         'basicsr>=1.4.2',
-        'torch>=2.4',
+        'torch>=2.5',  # torch.serialization.safe_globals (compat.py)
         'torchvision',
         'scikit-learn',
         'opencv-python',

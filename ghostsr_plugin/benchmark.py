@@ -33,8 +33,9 @@ import torch
 import yaml
 
 from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, measure_latency
+from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.evaluate import bicubic_upscale, evaluate, load_model, network_upscale, paired_images
+from ghostsr_plugin.evaluate import evaluate, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file
 
 BICUBIC = 'bicubic'
@@ -49,15 +50,15 @@ def add_arguments(parser):
                         help='arguments of --arch, values in YAML, e.g. num_feat=32 num_block=4 upscale=2')
     parser.add_argument('--checkpoint', help="weights of the one network model (default: its option file's "
                         'path.pretrain_network_g)')
-    parser.add_argument('--param_key', default='params_ema',
-                        help="key of the weights in the checkpoint; 'params' when absent (default: %(default)s)")
+    parser.add_argument('--param_key', help="key of the weights in the checkpoint (default: the option file's "
+                        "path.param_key_g, else 'params_ema' when present, else 'params')")
     parser.add_argument('--name', help="the one network model's row name (default: the option file's name, "
                         'or the arch)')
     parser.add_argument('--baseline', help='the row name of the plain model that this (Ghost) model is compared '
                         "with; the leaderboard's plot links the two")
     parser.add_argument('--data', default='datasets/benchmark', help='prepared test sets (default: %(default)s)')
     parser.add_argument('--sets', nargs='+', help='test sets under --data (default: all of them)')
-    parser.add_argument('--scales', nargs='+', type=int,
+    parser.add_argument('--scales', nargs='+', type=positive_int,
                         help="scales to run (default: the network models' scales, or 2 3 4 for bicubic alone)")
     parser.add_argument('--out', default='results/benchmark', help='folder for the result JSONs (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
@@ -109,6 +110,7 @@ def network_models(args):
         source = model['option_file'] or '--arch'
         if not model['checkpoint']:
             raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
+        model['checkpoint'] = osp.expanduser(model['checkpoint'])
         if model['scale'] is None and args.scales and len(args.scales) == 1:
             model['scale'] = args.scales[0]
         if not isinstance(model['scale'], int):
@@ -125,11 +127,19 @@ def _scales(args, models):
     return args.scales or sorted({m['scale'] for m in models}) or [2, 3, 4]
 
 
+def set_order(names):
+    """Test-set names sorted: the standard sets in the literature's order, then the others by name."""
+    return sorted(names, key=lambda s: (STANDARD_SETS.index(s) if s in STANDARD_SETS else len(STANDARD_SETS), s))
+
+
 def _sets(args):
     if not osp.isdir(args.data):
         raise InputError(f'test-set folder {args.data} does not exist (make it with scripts/prepare_benchmarks.py)')
     sets = args.sets or [d for d in os.listdir(args.data) if osp.isdir(osp.join(args.data, d))]
-    return sorted(sets, key=lambda s: (STANDARD_SETS.index(s) if s in STANDARD_SETS else len(STANDARD_SETS), s))
+    if not sets:
+        raise InputError(f'no test sets in {args.data}: expected a folder per set, <set>/GTmod<s> and '
+                         '<set>/LRbicx<s> (as scripts/prepare_benchmarks.py writes them), found none')
+    return set_order(sets)
 
 
 def set_folders(data, set_name, scale):
@@ -179,7 +189,8 @@ def result_path(out, name, scale):
 
 def _measure_network(model, scale, args, device):
     """Load the network; its upscaling function and cost."""
-    net = load_model(model['network_g'], model['checkpoint'], model['param_key']).to(device)
+    net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
+    net = net.to(device)
     x = cost_input(scale, device)
     print(f"{model['name']}: counting FLOPs and timing {args.repeats} forward passes of {tuple(x.shape)} "
           f'on {device_name(device)}')
@@ -188,7 +199,7 @@ def _measure_network(model, scale, args, device):
     upscale = partial(network_upscale, net, device=device, tile=args.tile, overlap=args.tile_overlap, scale=scale)
     files = [model['checkpoint']] + ([model['option_file']] if model['option_file'] else [])
     described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
-                 'checkpoint': model['checkpoint'], 'param_key': model['param_key'],
+                 'checkpoint': model['checkpoint'], 'param_key': param_key,
                  'sha256': {f: sha256([f]) for f in files}}
     cost = {'params': count_params(net), 'flops': flops, 'cost_input': list(x.shape),
             'latency': {'seconds': seconds, 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
@@ -208,8 +219,14 @@ def run(args):
     scales, sets = _scales(args, models), _sets(args)
     runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
     pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
+    paths = {}
     for model, scale in runs:
-        path = result_path(args.out, model if model == BICUBIC else model['name'], scale)
+        name = model if model == BICUBIC else model['name']
+        path = result_path(args.out, name, scale)
+        if path in paths:
+            raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
+                             'give them distinct names (--name or the option files\' name)')
+        paths[path] = name
         if osp.exists(path) and not args.overwrite:
             raise InputError(f'{path} exists; pass --overwrite to replace it')
 
@@ -217,7 +234,7 @@ def run(args):
     options = {k: v for k, v in vars(args).items() if k != 'run'}
     for model, scale in runs:
         if model == BICUBIC:
-            name, baseline, upscale = BICUBIC, None, partial(bicubic_upscale, scale=scale)
+            name, baseline, upscale = BICUBIC, None, partial(matlab_bicubic, scale=scale)
             described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
         else:
             name, baseline = model['name'], model['baseline']

@@ -50,13 +50,14 @@ def basicsr_main(argv=None):
         epilog='All other flags (--launcher, --auto_resume, --debug, --force_yml, ...) go to BasicSR unchanged.')
     parser.add_argument('command', choices=['train', 'test'])
     parser.add_argument('-opt', required=True, help='path to the option YAML file')
+    parser.add_argument('--force_yml', nargs='+', help='option overrides, e.g. train:ema_decay=0.999 (BasicSR\'s)')
     args, _ = parser.parse_known_args(argv)
 
     load_plugins()
     from ghostsr_plugin.option_check import OptionError, check_options
 
     try:
-        check_options(args.opt, is_train=args.command == 'train')
+        check_options(args.opt, is_train=args.command == 'train', force_yml=args.force_yml)
     except OptionError as err:
         _fail(err)
 

@@ -17,8 +17,6 @@ import torch
 from basicsr.archs import build_network
 from torch.utils.flop_counter import FlopCounterMode
 
-from ghostsr_plugin.archs import ghost_layers
-
 OUTPUT_SIZE = (720, 1280)
 
 
@@ -45,17 +43,11 @@ def count_flops(net, x):
 def network_cost(network_opt):
     """``(params, flops)`` of the network a BasicSR ``network_g`` section builds, in eval mode.
 
-    Costs no weights and no arithmetic: the network lives on the meta device, except the
-    Ghost layers' few orientation tensors, which get zeroed CPU storage (a shift is chosen
-    by reading its offset's value). RDN at 720p is counted in about a second.
+    Costs no weights and no arithmetic: the network lives on the meta device. RDN at 720p
+    is counted in about a second.
     """
     with torch.device('meta'):
         net = build_network(copy.deepcopy(network_opt)).eval()
-    for layer in ghost_layers(net):
-        for name, param in layer.named_parameters(recurse=False):
-            setattr(layer, name, torch.nn.Parameter(torch.zeros_like(param, device='cpu')))
-        for name, buffer in layer.named_buffers(recurse=False):
-            setattr(layer, name, torch.zeros_like(buffer, device='cpu'))
     return count_params(net), count_flops(net, cost_input(network_opt['upscale'], 'meta'))
 
 

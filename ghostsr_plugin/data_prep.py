@@ -10,7 +10,9 @@ fraction, so the result is exact and the many exact ties (``k + 0.5``, frequent 
 regions) round away from zero as MATLAB's ``round`` does. BasicSR's float32 version lands
 on either side of a tie by rounding noise (about 1 value in 50,000 differs by 1).
 """
+import argparse
 import math
+import numbers
 import os
 
 import cv2
@@ -25,8 +27,28 @@ class UnreadableImageError(InputError):
     """An image file that cannot be decoded (commands may skip these when asked to)."""
 
 
+def positive_int(text):
+    """An argparse type: an integer of at least 1 (a scale, a size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, found {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, found {value}')
+    return value
+
+
+def check_scale(scale, integer=True):
+    """Fail unless ``scale`` is a positive integer (or, with ``integer=False``, a positive number)."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(scale, bool) or not isinstance(scale, kind) or not scale > 0:
+        expected = 'a positive integer' if integer else 'a positive number'
+        raise InputError(f'scale must be {expected}, found {scale!r}')
+
+
 def mod_crop(img, scale):
     """Crop ``img`` (H, W[, C]) so that H and W are multiples of ``scale``."""
+    check_scale(scale)
     h, w = img.shape[:2]
     if h < scale or w < scale:
         raise InputError(f'image of {h}x{w} pixels is smaller than the scale x{scale}')
@@ -68,12 +90,14 @@ def matlab_bicubic(img, scale):
     """MATLAB ``imresize(img, scale, 'bicubic')`` of a uint8 image, rounded to uint8."""
     if img.dtype != np.uint8:
         raise TypeError(f'expected a uint8 image, found {img.dtype}')
+    check_scale(scale, integer=False)
     out = _resize_axis(_resize_axis(img.astype(np.float64), scale, 0), scale, 1)
     return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)  # MATLAB rounds ties away from zero
 
 
 def bicubic_downscale(hr, scale):
     """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` of a uint8 image, rounded to uint8."""
+    check_scale(scale, integer=False)
     return matlab_bicubic(hr, 1 / scale)
 
 

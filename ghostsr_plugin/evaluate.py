@@ -12,17 +12,25 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm
 
-from ghostsr_plugin.data_prep import UnreadableImageError, list_images, matlab_bicubic, read_color_image
+from ghostsr_plugin.data_prep import UnreadableImageError, list_images, read_color_image
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.tiling import tiled_forward
+
+DEFAULT_PARAM_KEYS = ('params_ema', 'params')
+
+
+def latest_checkpoint(name, root='experiments'):
+    """The latest weights ``basicsr train`` saved for the run ``name``: ``<root>/<name>/models/net_g_latest.pth``."""
+    return osp.join(root, name, 'models', 'net_g_latest.pth')
 
 
 def load_checkpoint(checkpoint):
     """The dict a checkpoint file holds, loaded with ``weights_only`` (tensors only)."""
-    if not osp.isfile(checkpoint):
+    path = osp.expanduser(checkpoint)
+    if not osp.isfile(path):
         raise InputError(f'checkpoint {checkpoint} does not exist')
     try:
-        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+        state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # whatever fails to unpickle is not a checkpoint
         raise InputError(f'cannot load checkpoint {checkpoint}: not a PyTorch checkpoint of tensors ({err})') from None
     if not isinstance(state, dict):
@@ -30,26 +38,34 @@ def load_checkpoint(checkpoint):
     return state
 
 
-def load_state_dict(checkpoint, param_key='params', loaded=None):
-    """The state dict under ``param_key`` of a BasicSR checkpoint (falls back to 'params').
+def load_weights(checkpoint, param_key=None, loaded=None):
+    """``(state dict, key)``: the weights under ``param_key`` of a BasicSR checkpoint.
 
-    ``loaded``: the checkpoint's dict when it is already loaded (:func:`load_checkpoint`).
+    With no ``param_key``, the first of ``DEFAULT_PARAM_KEYS`` present (EMA weights when
+    saved); a key asked for must be there. ``loaded``: the checkpoint's dict when it is
+    already loaded (:func:`load_checkpoint`), so a file is read once.
     """
     state = load_checkpoint(checkpoint) if loaded is None else loaded
-    if param_key not in state and 'params' in state:
-        param_key = 'params'
-    if param_key not in state:
-        raise InputError(f"{checkpoint}: no '{param_key}' in the checkpoint; found keys {sorted(state)}")
-    return {k.removeprefix('module.'): v for k, v in state[param_key].items()}
+    if param_key is None:
+        param_key = next((k for k in DEFAULT_PARAM_KEYS if k in state), None)
+        if param_key is None:
+            raise InputError(f"{checkpoint}: expected weights under {' or '.join(map(repr, DEFAULT_PARAM_KEYS))}; "
+                             f'found keys {sorted(state)}')
+    elif param_key not in state:
+        raise InputError(f"{checkpoint}: no weights under the requested key '{param_key}'; found keys {sorted(state)}")
+    return {k.removeprefix('module.'): v for k, v in state[param_key].items()}, param_key
 
 
-def load_model(network_opt, checkpoint, param_key='params_ema', loaded=None):
-    """Build the BasicSR network ``network_opt`` and load ``checkpoint`` strictly, in eval mode.
+def load_state_dict(checkpoint, param_key=None):
+    """The state dict under ``param_key`` of a BasicSR checkpoint (see ``load_weights``)."""
+    return load_weights(checkpoint, param_key)[0]
 
-    ``loaded``: the checkpoint's dict when it is already loaded (:func:`load_checkpoint`).
-    """
+
+def load_model_and_key(network_opt, checkpoint, param_key=None, loaded=None):
+    """``(network, key)``: the BasicSR network ``network_opt`` with ``checkpoint``'s weights loaded strictly,
+    in eval mode, and the checkpoint key they came from (see ``load_weights``)."""
     net = build_network(network_opt)
-    state = load_state_dict(checkpoint, param_key, loaded)
+    state, param_key = load_weights(checkpoint, param_key, loaded)
     expected = net.state_dict()
     for key, value in expected.items():
         if key not in state:
@@ -61,12 +77,12 @@ def load_model(network_opt, checkpoint, param_key='params_ema', loaded=None):
     if unexpected:
         raise InputError(f"{checkpoint} does not fit {network_opt['type']}: unexpected key '{unexpected[0]}'")
     net.load_state_dict(state)
-    return net.eval()
+    return net.eval(), param_key
 
 
-def bicubic_upscale(lr, scale):
-    """MATLAB's bicubic upscaling of a uint8 image, rounded to uint8."""
-    return matlab_bicubic(lr, scale)
+def load_model(network_opt, checkpoint, param_key=None, loaded=None):
+    """The network of ``load_model_and_key``: EMA weights when saved, unless ``param_key`` asks for others."""
+    return load_model_and_key(network_opt, checkpoint, param_key, loaded)[0]
 
 
 @torch.no_grad()

@@ -29,11 +29,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ghostsr_plugin.evaluate import load_checkpoint, load_model
+    from ghostsr_plugin.evaluate import latest_checkpoint, load_checkpoint, load_model
     from ghostsr_plugin.option_check import load_option_file
 
     opt = load_option_file(args.opt)
-    checkpoint = args.checkpoint or osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+    checkpoint = args.checkpoint or latest_checkpoint(opt['name'])
     if osp.exists(args.out) and not args.overwrite:
         raise InputError(f'{args.out} exists; pass --overwrite to replace it')
     state = load_checkpoint(checkpoint)

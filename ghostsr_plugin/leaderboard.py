@@ -14,8 +14,9 @@ import io
 import json
 import os
 import os.path as osp
+import sys
 
-from ghostsr_plugin.benchmark import BICUBIC, RESULT_FORMAT, STANDARD_SETS
+from ghostsr_plugin.benchmark import BICUBIC, RESULT_FORMAT, set_order
 from ghostsr_plugin.errors import InputError
 
 OUTPUTS = ('leaderboard.md', 'leaderboard.csv', 'leaderboard.png')
@@ -30,42 +31,59 @@ def add_arguments(parser):
     parser.add_argument('--overwrite', action='store_true', help='replace existing leaderboard files')
 
 
+def _is_result(record):
+    """Whether a JSON record is a ``ghostsr benchmark`` result (of any format version): it has its ``format``."""
+    return isinstance(record, dict) and str(record.get('format')).startswith(RESULT_FORMAT.split('/')[0] + '/')
+
+
 def load_results(paths):
-    """Result records from JSON files and folders of them, each with its ``file``."""
+    """Result records from JSON files and folders of them, each with its ``file``.
+
+    In a folder, JSON files that are no benchmark result (other tools' output, such as
+    scripts/benchmark_shift.py's) are skipped with a notice; a file named explicitly must be one.
+    """
     files = []
     for path in paths:
         if osp.isdir(path):
-            files += sorted(osp.join(path, f) for f in os.listdir(path) if f.endswith('.json'))
+            files += [(osp.join(path, f), True) for f in sorted(os.listdir(path)) if f.endswith('.json')]
         elif osp.isfile(path):
-            files.append(path)
+            files.append((path, False))
         else:
             raise InputError(f'result file or folder {path} does not exist')
-    if not files:
-        raise InputError(f'no result JSONs in {", ".join(paths)}')
-    results, seen = [], {}
-    for file in files:
+    results, seen, skipped = [], {}, []
+    for file, in_folder in files:
         try:
             with open(file, encoding='utf-8') as f:
                 record = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputError(f'{file}: not a JSON file ({err})') from None
+        if in_folder and not _is_result(record):
+            skipped.append(file)
+            continue
         if not isinstance(record, dict) or record.get('format') != RESULT_FORMAT:
             found = record.get('format') if isinstance(record, dict) else type(record).__name__
             raise InputError(f"{file}: expected a '{RESULT_FORMAT}' result of ghostsr benchmark, found {found!r}")
         missing = [k for k in REQUIRED_KEYS if k not in record]
         if missing:
             raise InputError(f"{file}: key '{missing[0]}' missing")
+        if not isinstance(record['sets'], dict) or not record['sets']:
+            raise InputError(f"{file}: key 'sets': expected the results of one or more test sets, "
+                             f"found {record['sets']!r}")
         key = (record['name'], record['scale'])
         if key in seen:
             raise InputError(f"{file} and {seen[key]} both hold '{key[0]}' at x{key[1]}")
         seen[key] = file
         results.append({**record, 'file': file})
+    if skipped:
+        print(f'note: skipped {len(skipped)} JSON file(s) that are not ghostsr benchmark results (no '
+              f"'format': '{RESULT_FORMAT}'): {', '.join(skipped)}", file=sys.stderr)
+    if not results:
+        raise InputError(f'no result JSONs in {", ".join(paths)}')
     return results
 
 
 def _set_order(results):
-    names = {s for r in results for s in r['sets']}
-    return sorted(names, key=lambda s: (STANDARD_SETS.index(s) if s in STANDARD_SETS else len(STANDARD_SETS), s))
+    return set_order({s for r in results for s in r['sets']})
 
 
 def _row_order(results):

@@ -60,7 +60,9 @@ class _Checker:
         for part in key.split('.'):
             if not isinstance(value, dict) or part not in value:
                 if required:
-                    self.fail(key, 'missing')
+                    close = difflib.get_close_matches(part, [str(k) for k in value], n=1) \
+                        if isinstance(value, dict) else []
+                    self.fail(key, f"missing (the closest key there is '{close[0]}')" if close else 'missing')
                 return None
             value = value[part]
         if value is None and not required:
@@ -101,6 +103,12 @@ class _Checker:
         path = self.get(key, str, required=False)
         if path is not None and not osp.exists(osp.expanduser(path)):
             self.fail(key, f"folder '{path}' does not exist")
+
+    def file(self, key):
+        path = self.get(key, str, required=False)
+        if path is not None and not osp.isfile(osp.expanduser(path)):
+            found = 'a folder' if osp.isdir(osp.expanduser(path)) else 'nothing'
+            self.fail(key, f"expected a checkpoint file at '{path}', found {found}")
 
 
 def check_network_options(path, opt, key='network_g'):
@@ -151,14 +159,44 @@ def check_ghost_init_file(path):
     return opt
 
 
-def check_options(path, is_train):
-    """Load ``path`` and check what BasicSR's train (or test) pipeline will look up."""
-    opt = load_option_file(path)
+def apply_force_yml(path, opt, entries):
+    """Apply BasicSR's ``--force_yml`` entries (``train:ema_decay=0.999``) to ``opt`` in place, as BasicSR does.
+
+    Values are parsed by BasicSR's own ``_postprocess_yml_value``; as in BasicSR, every key
+    but the last must exist.
+    """
+    from basicsr.utils.options import _postprocess_yml_value
+
+    for entry in entries or ():
+        if entry.count('=') != 1:
+            raise OptionError(f"{path}: --force_yml '{entry}': expected KEY:SUBKEY=VALUE with one '=', "
+                              'e.g. train:ema_decay=0.999')
+        keys, value = (part.strip() for part in entry.split('='))
+        *parents, last = keys.split(':')
+        section = opt
+        for depth, key in enumerate(parents):
+            if not isinstance(section, dict) or key not in section:
+                where = ':'.join(parents[:depth + 1])
+                close = _suggest(key, section) if isinstance(section, dict) else ''
+                raise OptionError(f"{path}: --force_yml '{entry}': no section '{where}' in the options{close}")
+            section = section[key]
+        if not isinstance(section, dict):
+            raise OptionError(f"{path}: --force_yml '{entry}': '{':'.join(parents)}' is a "
+                              f'{type(section).__name__}, not a section')
+        section[last] = _postprocess_yml_value(value)
+    return opt
+
+
+def check_options(path, is_train, force_yml=None):
+    """Load ``path``, apply ``force_yml`` (BasicSR's ``--force_yml`` entries) and check what BasicSR's train
+    (or test) pipeline will look up."""
+    opt = apply_force_yml(path, load_option_file(path), force_yml)
     check = _Checker(path, opt)
     check.get('name', str)
     check.get('num_gpu', (int, str))
     check.registered('model_type', MODEL_REGISTRY, 'model')
-    for key in [k for k in opt if k.startswith('network_')]:
+    check_network_options(path, opt, 'network_g')
+    for key in [k for k in opt if k.startswith('network_') and k != 'network_g']:
         check_network_options(path, opt, key)
     if 'ghost_init' in opt:
         if not issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
@@ -169,13 +207,14 @@ def check_options(path, is_train):
     for phase in datasets:
         key = f'datasets.{phase}'
         check.get(key, dict)
-        if phase != 'train' and phase.split('_')[0] not in ('val', 'test'):
-            check.fail(key, "dataset phase must be 'train', 'val*' or 'test*'")
+        if phase != 'train' and phase.split('_')[0] not in (('val',) if is_train else ('val', 'test')):
+            expected = "'train' or 'val*' (basicsr train rejects others)" if is_train else "'train', 'val*' or 'test*'"
+            check.fail(key, f"dataset phase must be {expected}, found '{phase}'")
         check.registered(f'{key}.type', DATASET_REGISTRY, 'dataset')
         for root in ('dataroot_gt', 'dataroot_lq'):
             check.folder(f'{key}.{root}')
     check.get('path', dict)
-    check.folder('path.pretrain_network_g')
+    check.file('path.pretrain_network_g')
 
     if is_train:
         if 'train' not in datasets:

@@ -5,11 +5,12 @@ Reads the option file the demo trained with, loads ``experiments/<name>/models/n
 and prints a table. Exits with status 1 if the model does not beat bicubic in PSNR.
 """
 import argparse
-import os.path as osp
 import sys
 from functools import partial
 
-from ghostsr_plugin.evaluate import bicubic_upscale, evaluate, load_model, network_upscale
+from ghostsr_plugin.data_prep import matlab_bicubic
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model, network_upscale
 from ghostsr_plugin.option_check import load_option_file
 
 
@@ -17,14 +18,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', required=True, help='the option file the demo was trained with')
     args = parser.parse_args()
+    try:
+        report(args)
+    except InputError as err:
+        parser.exit(2, f'error: {err}\n')
 
+
+def report(args):
     opt = load_option_file(args.opt)
     scale, val = opt['scale'], opt['datasets']['val']
-    checkpoint = osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
+    checkpoint = latest_checkpoint(opt['name'])
     net = load_model(opt['network_g'], checkpoint)
     folders = (val['dataroot_gt'], val['dataroot_lq'])
     results = {
-        'bicubic': evaluate(partial(bicubic_upscale, scale=scale), *folders, scale, desc='bicubic'),
+        'bicubic': evaluate(partial(matlab_bicubic, scale=scale), *folders, scale, desc='bicubic'),
         opt['network_g']['type']: evaluate(partial(network_upscale, net), *folders, scale, desc='model'),
     }
 

@@ -18,19 +18,23 @@ from functools import partial
 
 import torch
 
-from ghostsr_plugin.evaluate import bicubic_upscale, evaluate, load_model, network_upscale
+from ghostsr_plugin.benchmark import set_folders
+from ghostsr_plugin.data_prep import matlab_bicubic
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model, network_upscale
 from ghostsr_plugin.init import ghost_init_from_section
 from ghostsr_plugin.option_check import load_option_file
 
 
-def trained_checkpoint(opt):
-    return osp.join('experiments', opt['name'], 'models', 'net_g_latest.pth')
-
-
 def trained_iterations(opt):
     """How far the run went: its latest training state (``--force_yml`` may have changed the budget)."""
-    states = glob.glob(osp.join('experiments', opt['name'], 'training_states', '*.state'))
-    return max(int(osp.basename(s).split('.')[0]) for s in states)
+    folder = osp.join('experiments', opt['name'], 'training_states')
+    states = [osp.basename(s).split('.')[0] for s in glob.glob(osp.join(folder, '*.state'))]
+    iterations = [int(s) for s in states if s.isdigit()]
+    if not iterations:
+        raise InputError(f"no training state (<iteration>.state) in {folder}: train '{opt['name']}' first "
+                         '(basicsr train -opt ...)')
+    return max(iterations)
 
 
 def initialized(opt, seed=0):
@@ -56,26 +60,30 @@ def main():
     parser.add_argument('--benchmark', default='datasets/benchmark', help='scripts/prepare_benchmarks.py output')
     parser.add_argument('--json', help='also write the figures here')
     args = parser.parse_args()
+    try:
+        experiment(args)
+    except InputError as err:
+        parser.exit(2, f'error: {err}\n')
 
+
+def experiment(args):
     teacher = load_option_file(args.teacher)
     scale = teacher['scale']
-    methods = {'bicubic': partial(bicubic_upscale, scale=scale),
+    methods = {'bicubic': partial(matlab_bicubic, scale=scale),
                f"plain {teacher['network_g']['type']} (teacher)": partial(
-                   network_upscale, load_model(teacher['network_g'], trained_checkpoint(teacher)))}
+                   network_upscale, load_model(teacher['network_g'], latest_checkpoint(teacher['name'])))}
     for path in args.ghost:
         opt = load_option_file(path)
         methods[f'{start_name(opt)}, no training'] = partial(network_upscale, initialized(opt))
     for path in args.ghost:
         opt = load_option_file(path)
-        net = load_model(opt['network_g'], trained_checkpoint(opt))
+        net = load_model(opt['network_g'], latest_checkpoint(opt['name']))
         methods[f'{start_name(opt)}, fine-tuned {trained_iterations(opt)} it'] = partial(network_upscale, net)
 
     results = {}
     for method, upscale in methods.items():
         for name in args.sets:
-            root = osp.join(args.benchmark, name)
-            folders = (osp.join(root, f'GTmod{scale}'), osp.join(root, f'LRbicx{scale}'))
-            result = evaluate(upscale, *folders, scale, desc=f'{method} on {name}')
+            result = evaluate(upscale, *set_folders(args.benchmark, name, scale), scale, desc=f'{method} on {name}')
             results.setdefault(method, {})[name] = {'psnr': result['psnr'], 'ssim': result['ssim']}
 
     print(f"\n| x{scale}, PSNR (dB) / SSIM | " + ' | '.join(args.sets) + ' |')

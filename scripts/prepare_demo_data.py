@@ -6,9 +6,12 @@ aligned sub-images. Three skimage photos (astronaut, chelsea, coffee) are held o
 validation. LR images are MATLAB-style bicubic x``scale``, as in the SR literature.
 
 Writes BasicSR's paired-folder layout under ``--out``:
-``train/HR_sub``, ``train/LR_bicubic/X{s}_sub``, ``val/GTmod{s}``, ``val/LRbicx{s}``.
+``train/HR_sub``, ``train/LR_bicubic/X{s}_sub``, ``val/GTmod{s}``, ``val/LRbicx{s}``, and last
+``prepared.json`` with the build's parameters. A folder whose ``prepared.json`` matches is
+reused; one without it (an interrupted build) or built with other parameters is rebuilt.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import shutil
@@ -18,11 +21,20 @@ import numpy as np
 import skimage.data
 from tqdm import tqdm
 
-from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, bicubic_downscale, mod_crop, paired_crops, read_color_image
+from ghostsr_plugin.data_prep import (
+    IMAGE_SUFFIXES,
+    bicubic_downscale,
+    mod_crop,
+    paired_crops,
+    positive_int,
+    read_color_image,
+)
+from ghostsr_plugin.errors import InputError
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HELD_OUT = ('astronaut', 'chelsea', 'coffee')
 TRAIN = ('hubble_deep_field', 'immunohistochemistry', 'retina', 'rocket', 'motorcycle_left', 'motorcycle_right')
+MARKER = 'prepared.json'
 
 
 def skimage_photo(name):
@@ -35,22 +47,53 @@ def skimage_photo(name):
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', default='datasets/demo', help='output folder (default: %(default)s)')
-    parser.add_argument('--scale', type=int, default=2)
-    parser.add_argument('--extra', default=osp.join(REPO_ROOT, '..', 'shared', 'data', 'train'),
-                        help='folder of extra HR training photos, used when it exists (default: %(default)s)')
-    parser.add_argument('--lr_size', type=int, default=96, help='LR sub-image size (default: %(default)s)')
-    parser.add_argument('--overwrite', action='store_true', help='rebuild an existing --out folder')
-    args = parser.parse_args()
+def extra_photos(folder):
+    """The image files under ``folder`` (none if it does not exist), sorted."""
+    if not osp.isdir(folder):
+        return []
+    return sorted(osp.join(root, f) for root, _, files in os.walk(folder) for f in files
+                  if f.lower().endswith(IMAGE_SUFFIXES))
 
+
+def build_parameters(args, extra):
+    """What the built folder depends on; ``prepared.json`` holds it."""
+    return {'scale': args.scale, 'lr_size': args.lr_size, 'held_out': list(HELD_OUT), 'train': list(TRAIN),
+            'extra': [osp.relpath(f, args.extra) for f in extra]}
+
+
+def read_marker(out):
+    try:
+        with open(osp.join(out, MARKER), encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def clear_output(out, overwrite):
+    """Remove an earlier (possibly partial) build at ``out``; refuses a folder that holds anything else."""
+    if not osp.exists(out):
+        return
+    foreign = sorted(set(os.listdir(out)) - {'train', 'val', MARKER}) if osp.isdir(out) else [out]
+    if foreign and not overwrite:
+        raise InputError(f'{out} exists and is not a demo set built by this script (it holds {foreign[0]}); '
+                         'pass --overwrite to replace it, or choose another --out')
+    if osp.isdir(out):
+        shutil.rmtree(out)
+    else:
+        os.remove(out)
+
+
+def build(args):
     s = args.scale
-    if osp.isdir(args.out):
-        if not args.overwrite:
-            print(f'{args.out} exists; reusing it (pass --overwrite to rebuild).')
-            return
-        shutil.rmtree(args.out)
+    extra = extra_photos(args.extra)
+    parameters = build_parameters(args, extra)
+    if not args.overwrite and read_marker(args.out) == parameters:
+        print(f'{args.out} exists, built with the same parameters; reusing it (pass --overwrite to rebuild).')
+        return
+    if osp.exists(args.out):
+        why = '--overwrite' if args.overwrite else f'no {MARKER} (an interrupted build) or other parameters'
+        print(f'{args.out} exists; rebuilding it ({why}).')
+    clear_output(args.out, args.overwrite)
     folders = {
         'train_hr': osp.join(args.out, 'train', 'HR_sub'),
         'train_lr': osp.join(args.out, 'train', 'LR_bicubic', f'X{s}_sub'),
@@ -66,9 +109,7 @@ def main():
         cv2.imwrite(osp.join(folders['val_lr'], f'{name}.png'), bicubic_downscale(hr, s))
 
     sources = [(name, lambda name=name: skimage_photo(name)) for name in TRAIN]
-    if osp.isdir(args.extra):
-        extra = sorted(osp.join(root, f) for root, _, files in os.walk(args.extra) for f in files
-                       if f.lower().endswith(IMAGE_SUFFIXES))
+    if extra:
         sources += [(osp.splitext(osp.basename(f))[0], lambda f=f: read_color_image(f)) for f in extra]
         print(f'Adding {len(extra)} training photos from {args.extra}')
     num_crops = 0
@@ -79,8 +120,25 @@ def main():
             cv2.imwrite(osp.join(folders['train_hr'], f'{name}_s{i:03d}.png'), hr_crop)
             cv2.imwrite(osp.join(folders['train_lr'], f'{name}_s{i:03d}.png'), lr_crop)
             num_crops += 1
+    with open(osp.join(args.out, MARKER), 'w', encoding='utf-8') as f:  # last: the build is complete
+        json.dump(parameters, f, indent=1)
     print(f'Wrote {num_crops} training pairs from {len(sources)} photos and {len(HELD_OUT)} held-out '
           f'validation images ({", ".join(HELD_OUT)}) to {args.out}')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default='datasets/demo', help='output folder (default: %(default)s)')
+    parser.add_argument('--scale', type=positive_int, default=2)
+    parser.add_argument('--extra', default=osp.join(REPO_ROOT, '..', 'shared', 'data', 'train'),
+                        help='folder of extra HR training photos, used when it exists (default: %(default)s)')
+    parser.add_argument('--lr_size', type=positive_int, default=96, help='LR sub-image size (default: %(default)s)')
+    parser.add_argument('--overwrite', action='store_true', help='rebuild an existing --out folder')
+    args = parser.parse_args()
+    try:
+        build(args)
+    except InputError as err:
+        parser.exit(2, f'error: {err}\n')
 
 
 if __name__ == '__main__':

@@ -24,7 +24,7 @@ from multiprocessing import Pool
 import cv2
 from tqdm import tqdm
 
-from ghostsr_plugin.data_prep import list_images, read_color_image, sub_images
+from ghostsr_plugin.data_prep import list_images, positive_int, read_color_image, sub_images
 from ghostsr_plugin.errors import InputError
 
 HR_FOLDER = 'DIV2K_train_HR'
@@ -97,13 +97,13 @@ def make_lmdb(folder, lmdb_path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--root', default='datasets/DIV2K', help='DIV2K folder (default: %(default)s)')
-    parser.add_argument('--scales', type=int, nargs='+', default=[2, 3, 4])
-    parser.add_argument('--crop_size', type=int, default=480, help='HR crop size (default: %(default)s)')
-    parser.add_argument('--step', type=int, default=240, help='HR crop step (default: %(default)s)')
+    parser.add_argument('--scales', type=positive_int, nargs='+', default=[2, 3, 4])
+    parser.add_argument('--crop_size', type=positive_int, default=480, help='HR crop size (default: %(default)s)')
+    parser.add_argument('--step', type=positive_int, default=240, help='HR crop step (default: %(default)s)')
     parser.add_argument('--thresh_size', type=int, default=0,
                         help='a last crop flush with the border is added when more pixels than this are left')
     parser.add_argument('--lmdb', action='store_true', help='also write an LMDB of each sub-image folder')
-    parser.add_argument('--workers', type=int, default=1, help='processes (default: %(default)s)')
+    parser.add_argument('--workers', type=positive_int, default=1, help='processes (default: %(default)s)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing output folders')
     args = parser.parse_args()
     try:

@@ -3,6 +3,7 @@ import hashlib
 import json
 import os.path as osp
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -14,7 +15,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from ghostsr_plugin.cli import ghostsr_main
 from ghostsr_plugin.cost import cost_input, count_flops
-from ghostsr_plugin.evaluate import network_upscale
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.evaluate import load_state_dict, network_upscale
 from ghostsr_plugin.tiling import tiled_forward
 
 from .conftest import SHARED_DATA, write_options
@@ -198,3 +200,62 @@ def test_benchmark_bad_inputs(tiny_benchmark, tmp_path, capsys):
     expect_error(capsys, [*base, 'bicubic', '--scales', '2', '--overwrite'], 'GTmod2/coffee.png is 48x48 pixels',
                  'LRbicx2/coffee.png (10x10) needs 20x20')
 
+
+
+def test_weights_key_asked_for_must_be_there(tiny_benchmark, tmp_path, capsys, monkeypatch):
+    bench = tiny_benchmark
+    state = torch.load(bench['checkpoint'], weights_only=True)
+    only_params = tmp_path / 'params_only.pth'
+    torch.save({'params': state['params_ema']}, only_params)
+    base = ['--arch', 'GhostEDSR', '--arch_args', 'num_in_ch=3', 'num_out_ch=3', 'num_feat=8', 'num_block=2',
+            'upscale=2']
+    expect_error(capsys, ['benchmark', '--data', bench['data'], '--out', str(bench['out']), *base,
+                          '--checkpoint', str(only_params), '--param_key', 'params_ema'],
+                 'params_only.pth', "no weights under the requested key 'params_ema'", "found keys ['params']")
+    assert not list(bench['out'].glob('*.json'))
+
+    # Not asked for: EMA weights when saved, else 'params'; the JSON records the key used.
+    monkeypatch.setenv('HOME', str(tmp_path))
+    for checkpoint, name, used in (('~/net_g.pth', 'both', 'params_ema'), ('~/params_only.pth', 'one', 'params')):
+        benchmark(bench, *base, '--checkpoint', checkpoint, '--name', name)
+        result = json.loads((bench['out'] / f'{name}_x2.json').read_text())
+        assert result['model']['param_key'] == used and result['model']['checkpoint'] == str(tmp_path / checkpoint[2:])
+    assert (json.loads((bench['out'] / 'both_x2.json').read_text())['sets']['Tiny']['images']
+            == json.loads((bench['out'] / 'one_x2.json').read_text())['sets']['Tiny']['images'])
+    assert load_state_dict('~/net_g.pth', 'params')['conv_first.weight'].equal(state['params']['conv_first.weight'])
+
+
+def test_benchmark_refuses_runs_writing_one_file_and_empty_data(tiny_benchmark, tmp_path, capsys):
+    bench = tiny_benchmark
+    opt = {'scale': 2, 'network_g': TINY_NET, 'path': {'pretrain_network_g': bench['checkpoint']}}
+    first = write_options(tmp_path / 'a.yml', {**opt, 'name': 'tiny net'})
+    second = write_options(tmp_path / 'b.yml', {**opt, 'name': 'tiny_net'})
+    base = ['benchmark', '--data', bench['data'], '--out', str(bench['out']), '--warmup', '0', '--repeats', '1']
+    expect_error(capsys, [*base, first, second], "'tiny net' x2 and 'tiny_net' x2 would both write",
+                 'tiny_net_x2.json')
+    assert not bench['out'].exists()
+
+    (tmp_path / 'no_sets').mkdir()
+    expect_error(capsys, ['benchmark', 'bicubic', '--data', str(tmp_path / 'no_sets'), '--out', str(bench['out'])],
+                 'no test sets in', 'no_sets', 'GTmod<s>')
+    expect_error(capsys, [*base, 'bicubic', '--scales', '0'], '--scales', 'expected a positive integer, found 0')
+
+
+def test_report_scripts_exit_2_on_bad_input(tmp_path, monkeypatch, capsys, tiny_options):
+    monkeypatch.chdir(tmp_path)
+    path = write_options(tmp_path / 'o.yml', tiny_options)
+    for script, args in (('demo_report', ['-opt', path]),
+                         ('ghost_init_experiment', ['--teacher', path, '--ghost', path])):
+        monkeypatch.setattr(sys, 'argv', [f'{script}.py', *args])
+        with pytest.raises(SystemExit) as exit_info:
+            load_script(script).main()
+        assert exit_info.value.code == 2
+        assert 'experiments/tiny_ghost_edsr_x2/models/net_g_latest.pth does not exist' in capsys.readouterr().err
+
+    experiment = load_script('ghost_init_experiment')
+    with pytest.raises(InputError, match=r'no training state .* in experiments/tiny_ghost_edsr_x2/training_states'):
+        experiment.trained_iterations(tiny_options)
+    (tmp_path / 'experiments' / 'tiny_ghost_edsr_x2' / 'training_states').mkdir(parents=True)
+    for name in ('4.state', '12.state', 'notes.state'):
+        (tmp_path / 'experiments' / 'tiny_ghost_edsr_x2' / 'training_states' / name).touch()
+    assert experiment.trained_iterations(tiny_options) == 12

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ghostsr_plugin.cli import basicsr_main
+from ghostsr_plugin.option_check import OptionError, check_options
 
 from .conftest import write_options
 
@@ -91,3 +92,50 @@ def test_console_script_reports_errors_without_traceback(tmp_path, tiny_options,
     assert proc.returncode == 2
     assert 'Traceback' not in proc.stderr and "unknown arch 'Nope'" in proc.stderr
     assert osp.isdir(tmp_path / 'experiments') is False  # nothing was started
+
+
+def test_missing_or_misspelt_network_g(capsys, tmp_path, tiny_options, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # should a check pass by mistake, BasicSR runs here
+    tiny_options['netwrok_g'] = tiny_options.pop('network_g')
+    expect_error(capsys, ['train', '-opt', write_options(tmp_path / 'o.yml', tiny_options)], 'o.yml',
+                 "key 'network_g': missing", "'netwrok_g'")
+    del tiny_options['netwrok_g']
+    expect_error(capsys, ['test', '-opt', write_options(tmp_path / 'o.yml', tiny_options)], "key 'network_g': missing")
+
+
+def test_force_yml_is_applied_before_the_check(capsys, tmp_path, tiny_options, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # should a check pass by mistake, BasicSR runs here
+    path = write_options(tmp_path / 'o.yml', tiny_options)
+    expect_error(capsys, ['train', '-opt', path, '--force_yml', 'train:total_iter=4', 'network_g:type=Nope'],
+                 "'network_g.type'", "unknown arch 'Nope'")
+    expect_error(capsys, ['train', '-opt', path, '--force_yml', 'train:total_iter'], "--force_yml 'train:total_iter'",
+                 'expected KEY:SUBKEY=VALUE')
+    expect_error(capsys, ['train', '-opt', path, '--force_yml', 'trian:total_iter=4'], "no section 'trian'",
+                 "did you mean 'train'")
+    assert not osp.exists(tmp_path / 'experiments')
+
+    # An override can also repair what the file gets wrong; values are parsed as BasicSR parses them.
+    good_folder = tiny_options['datasets']['train']['dataroot_gt']
+    tiny_options['datasets']['train']['dataroot_gt'] = str(tmp_path / 'no_such_folder')
+    path = write_options(tmp_path / 'o.yml', tiny_options)
+    with pytest.raises(OptionError, match='no_such_folder'):
+        check_options(path, is_train=True)
+    opt = check_options(path, is_train=True, force_yml=[f'datasets:train:dataroot_gt={good_folder}',
+                                                        'train:ema_decay=0.999', 'val:save_img=true'])
+    assert opt['datasets']['train']['dataroot_gt'] == good_folder
+    assert opt['train']['ema_decay'] == 0.999 and opt['val']['save_img'] is True
+
+
+def test_pretrained_weights_must_be_a_file(capsys, tmp_path, tiny_options, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # should a check pass by mistake, BasicSR runs here
+    tiny_options['path']['pretrain_network_g'] = str(tmp_path)
+    expect_error(capsys, ['train', '-opt', write_options(tmp_path / 'o.yml', tiny_options)],
+                 "'path.pretrain_network_g'", 'expected a checkpoint file', 'found a folder')
+
+
+def test_train_takes_train_and_val_phases_only(capsys, tmp_path, tiny_options, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # should a check pass by mistake, BasicSR runs here
+    tiny_options['datasets']['test_1'] = tiny_options['datasets'].pop('val')
+    path = write_options(tmp_path / 'o.yml', tiny_options)
+    expect_error(capsys, ['train', '-opt', path], "'datasets.test_1'", "'train' or 'val*'", "found 'test_1'")
+    check_options(path, is_train=False)

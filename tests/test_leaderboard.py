@@ -86,3 +86,24 @@ def test_leaderboard_bad_inputs(tmp_path, capsys):
     ghostsr_main(['leaderboard', *files, '--out', str(tmp_path / 'board')])
     expect_cli_error(capsys, ['leaderboard', *files, '--out', str(tmp_path / 'board')],
                      'leaderboard.md exists; pass --overwrite', main=ghostsr_main)
+
+
+def test_folder_skips_other_json_files(tmp_path, capsys):
+    folder = tmp_path / 'results'
+    write_results(folder, PLAIN, GHOST)
+    shift = {'device': 'NVIDIA H100', 'date': '2026-11-22', 'ops': []}  # scripts/benchmark_shift.py's output
+    (folder / 'shift_nvidia-h100_2026-11-22.json').write_text(json.dumps(shift))
+    ghostsr_main(['leaderboard', str(folder), '--out', str(tmp_path / 'board')])
+    assert (tmp_path / 'board' / 'leaderboard.md').read_text() == EXPECTED_MARKDOWN
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and 'skipped 1 JSON file' in err and 'shift_nvidia-h100_2026-11-22.json' in err
+
+    # Named explicitly, it is an error; so is a folder holding nothing else, and a result without sets.
+    with pytest.raises(InputError, match=r"shift_nvidia-h100_2026-11-22\.json: expected a 'ghostsr-benchmark/1'"):
+        load_results([str(folder / 'shift_nvidia-h100_2026-11-22.json')])
+    (folder / 'result0.json').unlink()
+    (folder / 'result1.json').unlink()
+    with pytest.raises(InputError, match='no result JSONs in'):
+        load_results([str(folder)])
+    with pytest.raises(InputError, match=r"result0\.json: key 'sets': expected the results of one or more test sets"):
+        load_results(write_results(tmp_path / 'no_sets', {**PLAIN, 'sets': {}}))

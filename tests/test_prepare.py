@@ -1,5 +1,6 @@
 """Data preparation: MATLAB's bicubic resize, benchmark sets and DIV2K sub-images against independent references."""
 import importlib.util
+import json
 import math
 import os
 import os.path as osp
@@ -227,3 +228,81 @@ def test_prepare_div2k_bad_inputs(fake_div2k):
         div2k.crop_image('0001.png', str(root), [2], 96, 40, 0)
     with pytest.raises(InputError, match=r'0001\.png is 504x504 pixels, smaller than the 600x600 crop'):
         div2k.crop_image('0001.png', str(root), [2], 600, 40, 0)
+
+
+def run_script(module, monkeypatch, *args):
+    """``main()`` of a loaded script with ``args``; its exit status (0 when it returns)."""
+    monkeypatch.setattr(sys, 'argv', [f'{module.__name__}.py', *args])
+    try:
+        module.main()
+    except SystemExit as exit_info:
+        return exit_info.code
+    return 0
+
+
+def test_prepare_benchmarks_refuses_existing_output(tmp_path, monkeypatch, capsys):
+    prepare = load_script('prepare_benchmarks')
+    hr = str(write_hr_folder(tmp_path / 'Tiny' / 'HR'))
+    out = tmp_path / 'benchmark'
+    assert run_script(prepare, monkeypatch, hr, '--out', str(out), '--scales', '2') == 0
+    stale = out / 'Tiny' / 'LRbicx2' / 'stale.png'
+    stale.write_bytes(b'')
+    assert run_script(prepare, monkeypatch, hr, '--out', str(out), '--scales', '2') == 2
+    assert 'Tiny/GTmod2 exists; pass --overwrite to replace it' in capsys.readouterr().err
+    assert run_script(prepare, monkeypatch, hr, '--out', str(out), '--scales', '2', '--overwrite') == 0
+    assert sorted(p.name for p in (out / 'Tiny' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
+
+    assert run_script(prepare, monkeypatch, hr, str(tmp_path / 'Tiny'), '--out', str(tmp_path / 'o')) == 2
+    assert "both make the set 'Tiny'" in capsys.readouterr().err
+    assert run_script(prepare, monkeypatch, hr, '--out', str(tmp_path / 'o'), '--scales', '0') == 2
+    assert 'expected a positive integer, found 0' in capsys.readouterr().err
+
+
+def test_impossible_scales_are_input_errors():
+    from ghostsr_plugin.data_prep import mod_crop
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    for scale in (0, -2, 2.5):
+        with pytest.raises(InputError, match=f'scale must be a positive integer, found {scale}'):
+            mod_crop(img, scale)
+    for scale in (0, -2):
+        with pytest.raises(InputError, match=f'scale must be a positive number, found {scale}'):
+            bicubic_downscale(img, scale)
+        with pytest.raises(InputError, match=f'scale must be a positive number, found {scale}'):
+            matlab_bicubic(img, scale)
+
+
+def test_demo_data_is_rebuilt_unless_complete_with_the_same_parameters(tmp_path, monkeypatch, capsys):
+    demo = load_script('prepare_demo_data')
+    monkeypatch.setattr(demo, 'HELD_OUT', ('chelsea',))
+    monkeypatch.setattr(demo, 'TRAIN', ('coffee',))
+    out = tmp_path / 'demo'
+    args = ['--out', str(out), '--extra', str(tmp_path / 'no_extra'), '--lr_size', '48']
+    assert run_script(demo, monkeypatch, *args) == 0
+    marker = json.loads((out / 'prepared.json').read_text())
+    assert marker['scale'] == 2 and marker['lr_size'] == 48
+    crops = sorted(p.name for p in (out / 'train' / 'HR_sub').iterdir())
+    assert crops and (out / 'val' / 'LRbicx2' / 'chelsea.png').is_file()
+
+    assert run_script(demo, monkeypatch, *args) == 0
+    assert 'reusing it' in capsys.readouterr().out
+
+    # An interrupted build (no marker yet) is rebuilt, not reused.
+    (out / 'prepared.json').unlink()
+    (out / 'train' / 'HR_sub' / crops[0]).unlink()
+    assert run_script(demo, monkeypatch, *args) == 0
+    assert 'rebuilding' in capsys.readouterr().out
+    assert sorted(p.name for p in (out / 'train' / 'HR_sub').iterdir()) == crops
+
+    # Another scale: rebuilt for it.
+    assert run_script(demo, monkeypatch, *args, '--scale', '3') == 0
+    assert sorted(p.name for p in (out / 'val').iterdir()) == ['GTmod3', 'LRbicx3']
+    assert json.loads((out / 'prepared.json').read_text())['scale'] == 3
+
+    # A folder that is not a demo set is refused; impossible sizes too.
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('keep me')
+    assert run_script(demo, monkeypatch, '--out', str(tmp_path / 'mine'), '--extra', str(tmp_path / 'no_extra')) == 2
+    assert 'is not a demo set built by this script (it holds notes.txt)' in capsys.readouterr().err
+    assert (tmp_path / 'mine' / 'notes.txt').is_file()
+    assert run_script(demo, monkeypatch, *args, '--scale', '-1') == 2
