@@ -54,6 +54,16 @@ def test_training_logits_receive_gradient_and_noise_free_training_equals_eval():
     torch.testing.assert_close(out, layer.eval()(x))
 
 
+def test_zero_temperature_takes_the_argmax_even_when_a_noise_sample_is_zero(monkeypatch):
+    """An exponential sample of 0 gives Gumbel noise inf; scaled by temperature 0 it must not become NaN."""
+    monkeypatch.setattr(torch.Tensor, 'exponential_', lambda self, generator=None: self.zero_())
+    layer = GhostConv2d(2, 4, 3)
+    with torch.no_grad():
+        layer.logits.zero_()[0, 4] = 1.0
+    layer.temperature = 0.0
+    assert layer.selection().argmax(-1).tolist() == [4]
+
+
 def test_gumbel_max_samples_follow_softmax_of_logits():
     torch.manual_seed(0)
     layer = GhostConv2d(2, 4, 3)

@@ -125,8 +125,11 @@ class GhostConv2d(nn.Module):
         ``(hard - logits).detach() + logits``).
         """
         logits = self.logits
-        gumbel = -torch.empty_like(logits).exponential_(generator=self.noise_generator).log()
-        index = self._scores(logits.detach() + self.temperature * gumbel).argmax(-1)
+        scores = logits.detach()
+        if self.temperature:  # at 0 no noise is drawn: 0 * inf (an exponential sample of 0) would be NaN
+            gumbel = -torch.empty_like(logits).exponential_(generator=self.noise_generator).log()
+            scores = scores + self.temperature * gumbel
+        index = self._scores(scores).argmax(-1)
         self.last_sampled = index
         hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
         return hard - logits.detach() + logits
