@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from ghostsr_plugin import cost, ops
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
+from ghostsr_plugin.data_prep import positive_int
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.ops import extension, reference
 
@@ -274,7 +275,7 @@ def main():
     parser.add_argument('--e2e-size', default='360x640', help='end-to-end input HxW (default 640 x 360), or none')
     parser.add_argument('--num-feat', type=int, default=256)
     parser.add_argument('--num-block', type=int, default=32)
-    parser.add_argument('--scale', type=int, default=2)
+    parser.add_argument('--scale', type=positive_int, default=2)
     parser.add_argument('--json', default=None, help='output (default benchmarks/results/shift_<device>_<date>.json)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing JSON file')
     args = parser.parse_args()
