@@ -3,7 +3,17 @@
 Commands print its message and exit with status 2 instead of a traceback, so every
 message must name the offending file or key and say what was expected and what was found.
 """
+import contextlib
 
 
 class InputError(ValueError):
     """Bad input from the user; the message names the problem, expected versus found."""
+
+
+@contextlib.contextmanager
+def exit_on_input_error(parser):
+    """Inside it, an ``InputError`` ends the script argparse's way: its message and status 2."""
+    try:
+        yield
+    except InputError as err:
+        parser.exit(2, f'error: {err}\n')

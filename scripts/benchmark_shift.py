@@ -40,7 +40,7 @@ from tqdm import tqdm
 from ghostsr_plugin import cost, ops
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 from ghostsr_plugin.data_prep import positive_int
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.ops import extension, reference
 
 OFFSET = (1, 1)  # the shift every op is timed with
@@ -279,10 +279,8 @@ def main():
     parser.add_argument('--json', default=None, help='output (default benchmarks/results/shift_<device>_<date>.json)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing JSON file')
     args = parser.parse_args()
-    try:
+    with exit_on_input_error(parser):
         path = check_arguments(args)
-    except InputError as err:
-        parser.exit(2, f'error: {err}\n')
 
     device = torch.device(args.device)
     if device.type == 'cuda' and not extension.load():

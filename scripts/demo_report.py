@@ -9,7 +9,7 @@ import sys
 from functools import partial
 
 from ghostsr_plugin.data_prep import matlab_bicubic
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import exit_on_input_error
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model, network_upscale
 from ghostsr_plugin.option_check import load_option_file
 
@@ -18,10 +18,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', required=True, help='the option file the demo was trained with')
     args = parser.parse_args()
-    try:
+    with exit_on_input_error(parser):
         report(args)
-    except InputError as err:
-        parser.exit(2, f'error: {err}\n')
 
 
 def report(args):

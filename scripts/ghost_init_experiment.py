@@ -20,7 +20,7 @@ import torch
 
 from ghostsr_plugin.benchmark import set_folders
 from ghostsr_plugin.data_prep import matlab_bicubic
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model, network_upscale
 from ghostsr_plugin.init import ghost_init_from_section
 from ghostsr_plugin.option_check import load_option_file
@@ -60,10 +60,8 @@ def main():
     parser.add_argument('--benchmark', default='datasets/benchmark', help='scripts/prepare_benchmarks.py output')
     parser.add_argument('--json', help='also write the figures here')
     args = parser.parse_args()
-    try:
+    with exit_on_input_error(parser):
         experiment(args)
-    except InputError as err:
-        parser.exit(2, f'error: {err}\n')
 
 
 def experiment(args):

@@ -25,7 +25,7 @@ from ghostsr_plugin.data_prep import (
     positive_int,
     read_color_image,
 )
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, exit_on_input_error
 
 
 def set_name(folder):
@@ -80,7 +80,7 @@ def main():
     parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
     parser.add_argument('--overwrite', action='store_true', help='replace existing output folders')
     args = parser.parse_args()
-    try:
+    with exit_on_input_error(parser):
         for path in output_folders(args.hr_folders, args.out, args.scales):
             if osp.exists(path):
                 if not args.overwrite:
@@ -88,8 +88,6 @@ def main():
                 shutil.rmtree(path)
         for folder in args.hr_folders:
             print(f'{folder} -> {prepare_set(folder, args.out, args.scales, args.skip_corrupt)}')
-    except InputError as err:
-        parser.exit(2, f'error: {err}\n')
 
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ from ghostsr_plugin.data_prep import (
     positive_int,
     read_color_image,
 )
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, exit_on_input_error
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 HELD_OUT = ('astronaut', 'chelsea', 'coffee')
@@ -135,10 +135,8 @@ def main():
     parser.add_argument('--lr_size', type=positive_int, default=96, help='LR sub-image size (default: %(default)s)')
     parser.add_argument('--overwrite', action='store_true', help='rebuild an existing --out folder')
     args = parser.parse_args()
-    try:
+    with exit_on_input_error(parser):
         build(args)
-    except InputError as err:
-        parser.exit(2, f'error: {err}\n')
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ import cv2
 from tqdm import tqdm
 
 from ghostsr_plugin.data_prep import list_images, positive_int, read_color_image, sub_images
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, exit_on_input_error
 
 HR_FOLDER = 'DIV2K_train_HR'
 
@@ -106,7 +106,7 @@ def main():
     parser.add_argument('--workers', type=positive_int, default=1, help='processes (default: %(default)s)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing output folders')
     args = parser.parse_args()
-    try:
+    with exit_on_input_error(parser):
         names = check_inputs(args.root, args.scales, args.crop_size, args.step)
         folders = output_folders(args.root, args.scales)
         lmdbs = lmdb_paths(args.root, args.scales) if args.lmdb else {}
@@ -126,8 +126,6 @@ def main():
         print(f'{sum(counts)} sub-images of {len(names)} images in each of: {", ".join(folders.values())}')
         for key, lmdb_path in lmdbs.items():
             make_lmdb(folders[key], lmdb_path)
-    except InputError as err:
-        parser.exit(2, f'error: {err}\n')
 
 
 if __name__ == '__main__':
