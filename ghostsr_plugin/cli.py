@@ -55,6 +55,7 @@ def basicsr_main(argv=None):
     args, _ = parser.parse_known_args(argv)
 
     load_plugins()
+    from ghostsr_plugin.errors import InputError
     from ghostsr_plugin.option_check import OptionError, check_options
 
     try:
@@ -73,7 +74,10 @@ def basicsr_main(argv=None):
     passed_on = list(argv)
     passed_on.remove(args.command)
     sys.argv = [f'basicsr {args.command}', *passed_on]
-    pipeline(os.getcwd())
+    try:
+        pipeline(os.getcwd())
+    except InputError as err:  # a file found only now: the --auto_resume state, say
+        _fail(err)
 
 
 def ghostsr_main(argv=None):
