@@ -4,8 +4,10 @@
 (entry-point group ``basicsr.plugins``; this package declares itself there), checks the
 option file, and hands over to BasicSR's own ``train_pipeline`` / ``test_pipeline`` with
 every flag passed through; its training loader draws each sample's augmentation from its
-own seed (``ghostsr_plugin.sample_seeds``), so ``--auto_resume`` is exact. Runs are rooted at the current directory
-(``experiments/``, ``results/``, ``tb_logger/``), as with BasicSR's own scripts.
+own seed (``ghostsr_plugin.sample_seeds``), so ``--auto_resume`` is exact, and
+``--launcher pytorch`` also runs without GPUs (``ghostsr_plugin.cpu_distributed``). Runs are
+rooted at the current directory (``experiments/``, ``results/``, ``tb_logger/``), as with
+BasicSR's own scripts.
 
 ``ghostsr <command>`` runs the plugin's own tools. Each command is a module listed in
 ``GHOSTSR_COMMANDS`` with ``add_arguments(parser)`` and ``run(args)``; its docstring's
@@ -66,9 +68,10 @@ def basicsr_main(argv=None):
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
-    from ghostsr_plugin import sample_seeds
+    from ghostsr_plugin import cpu_distributed, sample_seeds
 
     sample_seeds.install()
+    cpu_distributed.install()
 
     pipeline = train_pipeline if args.command == 'train' else test_pipeline
     passed_on = list(argv)

@@ -239,9 +239,12 @@ def check_options(path, is_train, force_yml=None):
                           'manual_seed for an exact resume', stacklevel=2)
         if train.get('temperature_schedule') is not None:
             try:
-                build_schedule(check.get('train.temperature_schedule', dict))
+                schedule = build_schedule(check.get('train.temperature_schedule', dict))
             except InputError as err:
                 raise OptionError(f'{path}: {err}') from None
+            if schedule.warmup and opt.get('find_unused_parameters') is False:
+                check.fail('find_unused_parameters', 'false, but the warm-up of train.temperature_schedule leaves '
+                           'the logits without gradient, which distributed training refuses; set it true or remove it')
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):
