@@ -26,13 +26,13 @@ def test_two_process_run_with_cluster_init_and_warmup(tmp_path, tiny_options):
     opt['logger']['save_checkpoint_freq'] = 4
     options = write_options(tmp_path / 'ddp.yml', opt)
 
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO_ROOT, 'PYTHONUNBUFFERED': '1'}
-    env.pop('CUDA_VISIBLE_DEVICES', None)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': REPO_ROOT, 'PYTHONUNBUFFERED': '1',
+           'CUDA_VISIBLE_DEVICES': ''}  # the CPU path, also where GPUs are
     proc = subprocess.run(
         [osp.join(BIN, 'torchrun'), '--standalone', '--nproc_per_node=2',
          osp.join(REPO_ROOT, 'tests', 'distributed_train.py'), str(tmp_path),
          'train', '-opt', options, '--launcher', 'pytorch'],
-        cwd=tmp_path, env={**env, 'CUDA_VISIBLE_DEVICES': ''}, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
     exp = tmp_path / 'experiments' / 'ddp'
