@@ -3,8 +3,11 @@
 ``basicsr train|test -opt FILE [BasicSR flags]`` loads every installed BasicSR plugin
 (entry-point group ``basicsr.plugins``; this package declares itself there), checks the
 option file, and hands over to BasicSR's own ``train_pipeline`` / ``test_pipeline`` with
-every flag passed through. Runs are rooted at the current directory
-(``experiments/``, ``results/``, ``tb_logger/``), as with BasicSR's own scripts.
+every flag passed through; its training loader draws each sample's augmentation from its
+own seed (``ghostsr_plugin.sample_seeds``), so ``--auto_resume`` is exact, and
+``--launcher pytorch`` also runs without GPUs (``ghostsr_plugin.cpu_distributed``). Runs are
+rooted at the current directory (``experiments/``, ``results/``, ``tb_logger/``), as with
+BasicSR's own scripts.
 
 ``ghostsr <command>`` runs the plugin's own tools. Each command is a module listed in
 ``GHOSTSR_COMMANDS`` with ``add_arguments(parser)`` and ``run(args)``; its docstring's
@@ -54,6 +57,7 @@ def basicsr_main(argv=None):
     args, _ = parser.parse_known_args(argv)
 
     load_plugins()
+    from ghostsr_plugin.errors import InputError
     from ghostsr_plugin.option_check import OptionError, check_options
 
     try:
@@ -64,11 +68,19 @@ def basicsr_main(argv=None):
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
+    from ghostsr_plugin import cpu_distributed, sample_seeds
+
+    sample_seeds.install()
+    cpu_distributed.install()
+
     pipeline = train_pipeline if args.command == 'train' else test_pipeline
     passed_on = list(argv)
     passed_on.remove(args.command)
     sys.argv = [f'basicsr {args.command}', *passed_on]
-    pipeline(os.getcwd())
+    try:
+        pipeline(os.getcwd())
+    except InputError as err:  # a file found only now: the --auto_resume state, say
+        _fail(err)
 
 
 def ghostsr_main(argv=None):

@@ -1,12 +1,13 @@
 """Make basicsr 1.4.2 (2022) run on today's torch and torchvision.
 
-Two gaps, both closed here and nowhere else:
+Its gaps, closed here and nowhere else:
 
 * basicsr imports ``torchvision.transforms.functional_tensor``, a module torchvision
   removed in 0.17; we register its successor under the old name before basicsr loads.
 * ``basicsr.train.load_resume_state`` maps the state to ``cuda`` unconditionally and
-  loads it with pickle; ours maps to the model's device (CPU included) and loads with
-  ``weights_only=True``, allowing the ``collections.Counter`` BasicSR's LR scheduler stores.
+  loads it with pickle; ours maps to the model's device (CPU included) and loads through
+  ``ghostsr_plugin.checkpoint`` (tensors only), allowing the ``collections.Counter``
+  BasicSR's LR scheduler stores. ``BaseModel.load_network`` checks its file there first.
 """
 import collections
 import importlib
@@ -14,6 +15,9 @@ import os.path as osp
 import sys
 
 import torch
+
+from ghostsr_plugin.checkpoint import install as check_basicsr_network_loads
+from ghostsr_plugin.checkpoint import load_checkpoint
 
 
 def _register_functional_tensor():
@@ -40,15 +44,15 @@ def load_resume_state(opt):
         return None
     use_cuda = opt['num_gpu'] != 0 and torch.cuda.is_available()
     device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')
-    with torch.serialization.safe_globals([collections.Counter]):
-        resume_state = torch.load(resume_state_path, map_location=device, weights_only=True)
+    resume_state = load_checkpoint(resume_state_path, map_location=device, allowed_globals=[collections.Counter])
     check_resume(opt, resume_state['iter'])
     return resume_state
 
 
 def apply():
-    """Install both fixes; idempotent."""
+    """Install the fixes; idempotent."""
     _register_functional_tensor()
     import basicsr.train
 
     basicsr.train.load_resume_state = load_resume_state
+    check_basicsr_network_loads()

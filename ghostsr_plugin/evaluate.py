@@ -12,6 +12,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from tqdm import tqdm
 
+from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.data_prep import UnreadableImageError, list_images, read_color_image
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.tiling import tiled_forward
@@ -22,20 +23,6 @@ DEFAULT_PARAM_KEYS = ('params_ema', 'params')
 def latest_checkpoint(name, root='experiments'):
     """The latest weights ``basicsr train`` saved for the run ``name``: ``<root>/<name>/models/net_g_latest.pth``."""
     return osp.join(root, name, 'models', 'net_g_latest.pth')
-
-
-def load_checkpoint(checkpoint):
-    """The dict a checkpoint file holds, loaded with ``weights_only`` (tensors only)."""
-    path = osp.expanduser(checkpoint)
-    if not osp.isfile(path):
-        raise InputError(f'checkpoint {checkpoint} does not exist')
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # whatever fails to unpickle is not a checkpoint
-        raise InputError(f'cannot load checkpoint {checkpoint}: not a PyTorch checkpoint of tensors ({err})') from None
-    if not isinstance(state, dict):
-        raise InputError(f'{checkpoint}: expected a dict of state dicts, found {type(state).__name__}')
-    return state
 
 
 def load_weights(checkpoint, param_key=None, loaded=None):

@@ -29,7 +29,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ghostsr_plugin.evaluate import latest_checkpoint, load_checkpoint, load_model
+    from ghostsr_plugin.checkpoint import load_checkpoint
+    from ghostsr_plugin.evaluate import latest_checkpoint, load_model
     from ghostsr_plugin.option_check import load_option_file
 
     opt = load_option_file(args.opt)

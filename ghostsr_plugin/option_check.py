@@ -14,6 +14,7 @@ import yaml
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
+from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import PARAM_KEYS, SECTION_KEYS
 from ghostsr_plugin.init.intrinsic import METHODS
@@ -105,10 +106,16 @@ class _Checker:
             self.fail(key, f"folder '{path}' does not exist")
 
     def file(self, key):
+        """A checkpoint at ``key`` (when set) that the plugin's loader loads: tensors only."""
         path = self.get(key, str, required=False)
         if path is not None and not osp.isfile(osp.expanduser(path)):
             found = 'a folder' if osp.isdir(osp.expanduser(path)) else 'nothing'
             self.fail(key, f"expected a checkpoint file at '{path}', found {found}")
+        if path is not None:
+            try:
+                load_checkpoint(path)
+            except InputError as err:
+                self.fail(key, str(err))
 
 
 def check_network_options(path, opt, key='network_g'):
@@ -141,6 +148,7 @@ def _check_ghost_init(check):
     checkpoint = check.get('ghost_init.checkpoint', str)
     if not osp.isfile(osp.expanduser(checkpoint)):
         check.fail('ghost_init.checkpoint', f"file '{checkpoint}' does not exist")
+    check.file('ghost_init.checkpoint')
     for key, choices in (('param_key', PARAM_KEYS), ('method', METHODS)):
         value = check.get(f'ghost_init.{key}', required=False)
         if value is not None and value not in choices:
@@ -231,9 +239,12 @@ def check_options(path, is_train, force_yml=None):
                           'manual_seed for an exact resume', stacklevel=2)
         if train.get('temperature_schedule') is not None:
             try:
-                build_schedule(check.get('train.temperature_schedule', dict))
+                schedule = build_schedule(check.get('train.temperature_schedule', dict))
             except InputError as err:
                 raise OptionError(f'{path}: {err}') from None
+            if schedule.warmup and opt.get('find_unused_parameters') is False:
+                check.fail('find_unused_parameters', 'false, but the warm-up of train.temperature_schedule leaves '
+                           'the logits without gradient, which distributed training refuses; set it true or remove it')
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):

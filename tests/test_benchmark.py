@@ -182,7 +182,7 @@ def test_benchmark_bad_inputs(tiny_benchmark, tmp_path, capsys):
     not_a_checkpoint = tmp_path / 'notes.pth'
     not_a_checkpoint.write_text('hello')
     expect_error(capsys, [*base, bench['options'], '--checkpoint', str(not_a_checkpoint)],
-                 'cannot load checkpoint', 'notes.pth')
+                 'notes.pth: not a PyTorch checkpoint file')
 
     # A corrupt image: an error naming it, or reported and skipped when asked.
     broken = osp.join(bench['data'], 'Tiny', 'LRbicx2', 'coffee.png')

@@ -21,9 +21,9 @@ def test_option_file_is_valid(path, tmp_path, monkeypatch):
     for dataset in opt['datasets'].values():
         for key in ('dataroot_gt', 'dataroot_lq'):
             os.makedirs(dataset[key])
-    if 'ghost_init' in opt:  # the plain checkpoint the file starts from (the check only needs the file)
+    if 'ghost_init' in opt:  # the plain checkpoint the file starts from (the check only loads it)
         os.makedirs(osp.dirname(opt['ghost_init']['checkpoint']), exist_ok=True)
-        open(opt['ghost_init']['checkpoint'], 'wb').close()
+        torch.save({'params': {}}, opt['ghost_init']['checkpoint'])
     check_options(path, is_train=True)
     with torch.device('meta'):  # checks the arguments and structure without paying for weights
         net = build_network(opt['network_g'])

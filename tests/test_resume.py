@@ -7,9 +7,10 @@ import torch
 from .conftest import free_port, write_options
 
 
-def train_options(tiny_options, name, total_iter):
+def train_options(tiny_options, name, total_iter, persistent_workers=False):
     opt = {**tiny_options, 'name': name}
-    opt['datasets'] = {'train': {**tiny_options['datasets']['train'], 'num_worker_per_gpu': 1}}
+    opt['datasets'] = {'train': {**tiny_options['datasets']['train'], 'num_worker_per_gpu': 1,
+                                 'persistent_workers': persistent_workers}}
     opt['train'] = {**tiny_options['train'], 'total_iter': total_iter,
                     'temperature_schedule': {'type': 'exponential', 'base': 0.8, 'unit': 'iter'}}
     del opt['val']
@@ -21,11 +22,14 @@ def logged(exp, pattern):
     return re.findall(pattern, text)
 
 
-def test_resumed_run_has_the_same_temperatures_orientations_and_weights(tmp_path, tiny_options, run_cli):
-    # 8 images at batch 4: 2 iterations an epoch; the interruption falls on an epoch boundary.
-    whole = write_options(tmp_path / 'whole.yml', train_options(tiny_options, 'whole', 6))
+@pytest.mark.parametrize('persistent_workers', [False, True], ids=['workers_per_epoch', 'persistent_workers'])
+def test_resumed_run_has_the_same_temperatures_orientations_and_weights(tmp_path, tiny_options, run_cli,
+                                                                         persistent_workers):
+    # 8 images at batch 4: 2 iterations an epoch; the interruption falls on an epoch boundary. A persistent
+    # loader worker lives through every epoch of a run but starts anew in the resumed one.
+    whole = write_options(tmp_path / 'whole.yml', train_options(tiny_options, 'whole', 6, persistent_workers))
     run_cli('basicsr', 'train', '-opt', whole)
-    parts = write_options(tmp_path / 'parts.yml', train_options(tiny_options, 'parts', 2))
+    parts = write_options(tmp_path / 'parts.yml', train_options(tiny_options, 'parts', 2, persistent_workers))
     run_cli('basicsr', 'train', '-opt', parts)
     run_cli('basicsr', 'train', '-opt', parts, '--auto_resume', '--force_yml', 'train:total_iter=6')
 
@@ -76,3 +80,28 @@ def test_every_rank_seeds_the_noise_with_rank0s_seed(tmp_path):
 
     mp.spawn(_seed_worker, args=(2, free_port(), str(tmp_path)), nprocs=2)
     assert [torch.load(tmp_path / f'seed{r}.pth') for r in (0, 1)] == [1000, 1000]
+
+
+def test_each_sample_draws_its_augmentation_from_seed_epoch_and_position(tiny_options):
+    import random
+
+    from basicsr.data import build_dataset
+    from basicsr.data.data_sampler import EnlargedSampler
+
+    from ghostsr_plugin.sample_seeds import EpochPositionSampler, SeededSamples
+
+    dataset = SeededSamples(build_dataset({**tiny_options['datasets']['train'], 'phase': 'train', 'scale': 2}),
+                            seed=0, rank=0)
+    sampler = EnlargedSampler(dataset.dataset, num_replicas=1, rank=0)
+    sampler.set_epoch(3)
+    keys = list(EpochPositionSampler(sampler))
+    assert [k[:2] for k in keys] == [(3, p) for p in range(8)] and sorted(k[2] for k in keys) == list(range(8))
+
+    random.seed(5)
+    expected = random.random()
+    random.seed(5)
+    first = dataset[(3, 0, 1)]['gt']
+    assert random.random() == expected  # the process's own random state is untouched
+    assert torch.equal(dataset[(3, 0, 1)]['gt'], first)  # the same key: the same crop, in any process
+    crops = [dataset[(epoch, 0, 1)]['gt'] for epoch in range(4)]
+    assert not all(torch.equal(c, crops[0]) for c in crops[1:])  # other epochs: other crops

@@ -53,6 +53,12 @@ def rank0_seed(seed):
 class GhostSRModel(SRModel):
     """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
+    def __init__(self, opt):
+        if opt['is_train'] and build_schedule(opt['train'].get('temperature_schedule')).warmup > 0:
+            # The warm-up leaves the logits without gradient, which DistributedDataParallel refuses unless told.
+            opt.setdefault('find_unused_parameters', True)
+        super().__init__(opt)
+
     def init_training_settings(self):
         if 'ghost_init' in self.opt:  # before the EMA copy is made; skipped on resume
             ghost_init_for_training(self.opt, self.get_bare_model(self.net_g))
