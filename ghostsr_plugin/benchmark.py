@@ -11,8 +11,10 @@ writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
 PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
 pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
 latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
-on one forward pass producing 1280 x 720, whole image. --tile only changes how the test
-images are processed. Each JSON records the versions, device, option and checkpoint
+on one forward pass producing 1280 x 720, whole image; the networks of one run are timed in
+turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
+networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs.
+--tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
 SHA-256, data SHA-256 and every option of the run.
 
 Example:
@@ -30,13 +32,14 @@ from datetime import datetime, timezone
 from functools import partial
 
 import torch
-import yaml
 
-from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, measure_latency
+from ghostsr_plugin import engines
+from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file
+from ghostsr_plugin.trained_model import parse_arch_args
 
 BICUBIC = 'bicubic'
 RESULT_FORMAT = 'ghostsr-benchmark/1'
@@ -63,6 +66,12 @@ def add_arguments(parser):
     parser.add_argument('--out', default='results/benchmark', help='folder for the result JSONs (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
+    parser.add_argument('--engine', choices=engines.ENGINES, default='eager',
+                        help='where the networks run, for latency and outputs alike; every engine runs the frozen '
+                        'model (default: %(default)s)')
+    parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
+    parser.add_argument('--latency_only', action='store_true',
+                        help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
     parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int,
                         help='LR pixels of context around each tile; at least the receptive-field radius for results '
@@ -71,16 +80,6 @@ def add_arguments(parser):
     parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
     parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
     parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
-
-
-def _arch_args(pairs):
-    args = {}
-    for pair in pairs:
-        key, sep, value = pair.partition('=')
-        if not (sep and key):
-            raise InputError(f"--arch_args: expected KEY=VALUE, found '{pair}'")
-        args[key] = yaml.safe_load(value)
-    return args
 
 
 def network_models(args):
@@ -95,7 +94,7 @@ def network_models(args):
                        'checkpoint': path_opt.get('pretrain_network_g'),
                        'param_key': path_opt.get('param_key_g', args.param_key)})
     if args.arch:
-        network = {'type': args.arch, **_arch_args(args.arch_args)}
+        network = {'type': args.arch, **parse_arch_args(args.arch_args)}
         check_network_options('--arch/--arch_args', {'network_g': network})
         models.append({'name': args.arch, 'option_file': None, 'network_g': network,
                        'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
@@ -187,24 +186,29 @@ def result_path(out, name, scale):
     return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}.json")
 
 
-def _measure_network(model, scale, args, device):
-    """Load the network; its upscaling function and cost."""
+def _load_network(model, scale, args, device):
+    """The network on ``args.engine``: its run function, description and cost (latency measured later)."""
     net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
     net = net.to(device)
     x = cost_input(scale, device)
-    print(f"{model['name']}: counting FLOPs and timing {args.repeats} forward passes of {tuple(x.shape)} "
-          f'on {device_name(device)}')
-    flops = count_flops(net, x)
-    seconds, method = measure_latency(lambda: net(x), device, args.warmup, args.repeats)
-    upscale = partial(network_upscale, net, device=device, tile=args.tile, overlap=args.tile_overlap, scale=scale)
+    cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
+    run = engines.prepare(net, args.engine, args.threads, device)  # (frozen: the logits are no deployed parameter)
     files = [model['checkpoint']] + ([model['option_file']] if model['option_file'] else [])
     described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
                  'checkpoint': model['checkpoint'], 'param_key': param_key,
                  'sha256': {f: sha256([f]) for f in files}}
-    cost = {'params': count_params(net), 'flops': flops, 'cost_input': list(x.shape),
-            'latency': {'seconds': seconds, 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
-                        'device': device_name(device)}}
-    return upscale, described, cost
+    return run, described, cost
+
+
+def _latencies(loaded, args, device):
+    """Each network's latency, all timed in turn in each round (fair ratios on a noisy machine)."""
+    calls = {name: partial(run, cost_input(scale, device)) for name, (run, scale, _, _) in loaded.items()}
+    print(f"timing {', '.join(calls)}: {args.repeats} interleaved forward passes each on {args.engine}, "
+          f'{device_name(device)}')
+    seconds, method = interleaved_latency(calls, device, args.warmup, args.repeats)
+    return {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
+                   'device': device_name(device), 'engine': args.engine, 'threads': torch.get_num_threads()
+                   if args.engine != 'onnxruntime' else args.threads} for name in calls}
 
 
 def run(args):
@@ -216,7 +220,7 @@ def run(args):
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise InputError(f'--device {args.device}: no CUDA device is available')
-    scales, sets = _scales(args, models), _sets(args)
+    scales, sets = _scales(args, models), [] if args.latency_only else _sets(args)
     runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
     pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
     paths = {}
@@ -230,6 +234,13 @@ def run(args):
         if osp.exists(path) and not args.overwrite:
             raise InputError(f'{path} exists; pass --overwrite to replace it')
 
+    loaded = {}
+    for model, scale in runs:
+        if model != BICUBIC:
+            print(f"{model['name']}: loading, counting FLOPs, preparing the {args.engine} engine")
+            run_network, described, cost = _load_network(model, scale, args, device)
+            loaded[model['name']] = (run_network, scale, described, cost)
+    latencies = _latencies(loaded, args, device)
     os.makedirs(args.out, exist_ok=True)
     options = {k: v for k, v in vars(args).items() if k != 'run'}
     for model, scale in runs:
@@ -238,7 +249,9 @@ def run(args):
             described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
         else:
             name, baseline = model['name'], model['baseline']
-            upscale, described, cost = _measure_network(model, scale, args, device)
+            run_network, _, described, cost = loaded[name]
+            cost = {**cost, 'latency': latencies[name]}
+            upscale = partial(network_upscale, run_network, tile=args.tile, overlap=args.tile_overlap, scale=scale)
         results = {}
         for set_name in sets:
             gt_folder, lq_folder = set_folders(args.data, set_name, scale)
@@ -258,5 +271,8 @@ def run(args):
         path = result_path(args.out, name, scale)
         with open(path, 'w') as f:
             json.dump(record, f, indent=1)
-        summary = ', '.join(f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items())
+        summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
+        if cost['latency']:
+            summary.append(f"{cost['latency']['seconds'] * 1e3:.1f} ms on {args.engine}")
+        summary = ', '.join(summary)
         print(f'{name} x{scale}: {summary} -> {path}')
