@@ -33,13 +33,12 @@ from functools import partial
 
 import torch
 
-from ghostsr_plugin import engines
+from ghostsr_plugin import engines, trained_model
 from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.evaluate import evaluate, load_model_and_key, network_upscale, paired_images
+from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file
-from ghostsr_plugin.trained_model import parse_arch_args
 
 BICUBIC = 'bicubic'
 RESULT_FORMAT = 'ghostsr-benchmark/1'
@@ -48,13 +47,7 @@ STANDARD_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 
 def add_arguments(parser):
     parser.add_argument('models', nargs='*', metavar='MODEL', help=f"'{BICUBIC}' or a BasicSR option file")
-    parser.add_argument('--arch', help='one network by arch type instead of an option file, e.g. GhostEDSR')
-    parser.add_argument('--arch_args', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='arguments of --arch, values in YAML, e.g. num_feat=32 num_block=4 upscale=2')
-    parser.add_argument('--checkpoint', help="weights of the one network model (default: its option file's "
-                        'path.pretrain_network_g)')
-    parser.add_argument('--param_key', help="key of the weights in the checkpoint (default: the option file's "
-                        "path.param_key_g, else 'params_ema' when present, else 'params')")
+    trained_model.add_network_arguments(parser)
     parser.add_argument('--name', help="the one network model's row name (default: the option file's name, "
                         'or the arch)')
     parser.add_argument('--baseline', help='the row name of the plain model that this (Ghost) model is compared '
@@ -94,7 +87,7 @@ def network_models(args):
                        'checkpoint': path_opt.get('pretrain_network_g'),
                        'param_key': path_opt.get('param_key_g', args.param_key)})
     if args.arch:
-        network = {'type': args.arch, **parse_arch_args(args.arch_args)}
+        network = {'type': args.arch, **trained_model.parse_arch_args(args.arch_args)}
         check_network_options('--arch/--arch_args', {'network_g': network})
         models.append({'name': args.arch, 'option_file': None, 'network_g': network,
                        'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
@@ -107,6 +100,8 @@ def network_models(args):
         model.update({k: v for k, v in (('checkpoint', args.checkpoint), ('name', args.name)) if v})
         model['baseline'] = args.baseline
         source = model['option_file'] or '--arch'
+        if not model['checkpoint'] and model['option_file'] and osp.isfile(latest_checkpoint(model['name'])):
+            model['checkpoint'] = latest_checkpoint(model['name'])
         if not model['checkpoint']:
             raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
         model['checkpoint'] = osp.expanduser(model['checkpoint'])

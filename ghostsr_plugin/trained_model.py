@@ -16,13 +16,18 @@ from ghostsr_plugin.freeze import freeze
 
 def add_arguments(parser):
     parser.add_argument('-opt', help='the BasicSR option file of the model (its network_g)')
+    add_network_arguments(parser)
+
+
+def add_network_arguments(parser):
+    """--arch, --arch_args, --checkpoint and --param_key: a network without an option file, and its weights."""
     parser.add_argument('--arch', help='the network by arch type instead of an option file, e.g. GhostEDSR')
     parser.add_argument('--arch_args', nargs='+', default=[], metavar='KEY=VALUE',
                         help='arguments of --arch, values in YAML, e.g. num_feat=64 num_block=16 upscale=2')
     parser.add_argument('--checkpoint', help="the weights (default: the option file's path.pretrain_network_g, "
                         'else experiments/<name>/models/net_g_latest.pth)')
-    parser.add_argument('--param_key', help="the weights' key in the checkpoint (default: 'params_ema' when "
-                        "present, else 'params')")
+    parser.add_argument('--param_key', help="the weights' key in the checkpoint (default: the option file's "
+                        "path.param_key_g, else 'params_ema' when present, else 'params')")
 
 
 def parse_arch_args(pairs):
