@@ -50,8 +50,8 @@ def add_arguments(parser):
     trained_model.add_network_arguments(parser)
     parser.add_argument('--name', help="the one network model's row name (default: the option file's name, "
                         'or the arch)')
-    parser.add_argument('--baseline', help='the row name of the plain model that this (Ghost) model is compared '
-                        "with; the leaderboard's plot links the two")
+    parser.add_argument('--baseline', help='the row name of the plain model that the other (Ghost) models are '
+                        "compared with; the leaderboard links them and gives their latency ratio")
     parser.add_argument('--data', default='datasets/benchmark', help='prepared test sets (default: %(default)s)')
     parser.add_argument('--sets', nargs='+', help='test sets under --data (default: all of them)')
     parser.add_argument('--scales', nargs='+', type=positive_int,
@@ -93,12 +93,12 @@ def network_models(args):
                        'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
     elif args.arch_args:
         raise InputError('--arch_args needs --arch')
-    if len(models) > 1 and (args.checkpoint or args.name or args.baseline):
-        raise InputError(f'--checkpoint, --name and --baseline describe one network model; found {len(models)}: '
+    if len(models) > 1 and (args.checkpoint or args.name):
+        raise InputError(f'--checkpoint and --name describe one network model; found {len(models)}: '
                          f'{", ".join(m["name"] for m in models)} (set path.pretrain_network_g in each option file)')
     for model in models:
         model.update({k: v for k, v in (('checkpoint', args.checkpoint), ('name', args.name)) if v})
-        model['baseline'] = args.baseline
+        model['baseline'] = args.baseline if args.baseline != model['name'] else None
         source = model['option_file'] or '--arch'
         if not model['checkpoint'] and model['option_file'] and osp.isfile(latest_checkpoint(model['name'])):
             model['checkpoint'] = latest_checkpoint(model['name'])
@@ -177,8 +177,10 @@ def environment():
     }
 
 
-def result_path(out, name, scale):
-    return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}.json")
+def result_path(out, name, scale, engine='eager'):
+    """Where a result goes: one file per model, scale and (beyond eager PyTorch) engine."""
+    suffix = '' if engine == 'eager' else f'_{engine}'
+    return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}{suffix}.json")
 
 
 def _load_network(model, scale, args, device):
@@ -221,7 +223,7 @@ def run(args):
     paths = {}
     for model, scale in runs:
         name = model if model == BICUBIC else model['name']
-        path = result_path(args.out, name, scale)
+        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
         if path in paths:
             raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
@@ -263,7 +265,7 @@ def run(args):
             'environment': environment(), 'options': options,
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
-        path = result_path(args.out, name, scale)
+        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
         with open(path, 'w') as f:
             json.dump(record, f, indent=1)
         summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]

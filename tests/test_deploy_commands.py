@@ -140,3 +140,30 @@ def test_upscale_bad_inputs_are_named(case, message, model_files, images, tmp_pa
     if case == 'existing':
         assert (tmp_path / 'out' / 'gray.png').read_bytes() == b'mine'
     assert not list(tmp_path.rglob('*.partial.*'))
+
+
+def test_benchmark_engines_interleaved_and_the_latency_table(model_files, tmp_path):
+    plain = tmp_path / 'plain.pth'
+    torch.manual_seed(0)
+    plain_net = {k: v for k, v in NET.items() if k != 'type'}
+    torch.save({'params': ARCH_REGISTRY.get('EDSR')(**plain_net).state_dict()}, plain)
+    plain_opt = write_options(tmp_path / 'plain.yml', {'name': 'plain', 'scale': 2,
+                                                       'network_g': {**NET, 'type': 'EDSR'},
+                                                       'path': {'pretrain_network_g': str(plain)}})
+    out = tmp_path / 'results'
+    for engine in ('eager', 'onnxruntime'):
+        ghostsr_main(['benchmark', plain_opt, model_files['opt'], '--latency_only', '--engine', engine,
+                      '--threads', '1', '--baseline', 'plain', '--repeats', '2', '--warmup', '1', '--out', str(out)])
+    import json
+
+    onnx_record = json.loads((out / 'm_x2_onnxruntime.json').read_text())
+    assert onnx_record['latency']['engine'] == 'onnxruntime' and onnx_record['latency']['threads'] == 1
+    assert onnx_record['baseline'] == 'plain' and onnx_record['sets'] == {}
+    assert onnx_record['params'] == sum(p.numel() for p in trained_net().parameters())  # logits included
+    ghostsr_main(['leaderboard', str(out), '--out', str(tmp_path / 'board')])
+    table = (tmp_path / 'board' / 'leaderboard.md').read_text()
+    ratio = onnx_record['latency']['seconds'] / json.loads((out / 'plain_x2_onnxruntime.json').read_text())[
+        'latency']['seconds']
+    row = next(line for line in table.splitlines() if line.startswith('| m | x2'))
+    assert f'{ratio:.3f}' in row and '| eager (ms) | onnxruntime (ms) |' in table
+    assert not (tmp_path / 'board' / 'leaderboard.png').exists()  # no PSNR: nothing to plot
