@@ -31,7 +31,7 @@ Params: every parameter. FLOPs: `torch.utils.flop_counter` over one forward pass
 | GhostEDSR tiny | 35.10 | **0.9433** | **31.52** | 0.8899 | **740 K** | **170 G** | **10.1** |
 | EDSR tiny | **35.12** | 0.9432 | 31.50 | **0.8900** | 1.37 M | 316 G | 12.3 |
 
-Latency: median of 10 forward passes after 3 warm-up passes (CUDA events) on NVIDIA H100.
+Latency: median of 10 forward passes after 3 warm-up passes (CUDA events) on NVIDIA H100, eager.
 Compared with a plain baseline: GhostEDSR tiny (baseline: EDSR tiny).
 """
 
@@ -65,7 +65,7 @@ def test_leaderboard_bicubic_rows_and_mixed_devices(tmp_path):
     table = (tmp_path / 'leaderboard.md').read_text()
     assert '| bicubic | 33.68 | 0.9305 | – | – | – | – | – |' in table.splitlines()
     assert '| 12.3 |' in table and '**10.1**' not in table  # latencies on different devices are not ranked
-    assert 'Latency measured on different devices (not bold): GhostEDSR tiny: a CPU; EDSR tiny: NVIDIA H100.' in table
+    assert 'Latency measured on different devices (not bold): GhostEDSR tiny: a CPU; EDSR tiny: NVIDIA H100, eager.' in table
 
 
 def test_leaderboard_bad_inputs(tmp_path, capsys):
