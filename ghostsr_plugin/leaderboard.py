@@ -67,8 +67,8 @@ def load_results(paths):
         if missing:
             raise InputError(f"{file}: key '{missing[0]}' missing")
         if not isinstance(record['sets'], dict) or not (record['sets'] or record['latency']):
-            raise InputError(f"{file}: key 'sets': expected the results of one or more test sets, "
-                             f"found {record['sets']!r}")
+            raise InputError(f"{file}: key 'sets': expected the results of one or more test sets (or a latency, "
+                             f"with --latency_only), found {record['sets']!r}")
         key = (record['name'], record['scale'], engine(record))
         if key in seen:
             on = f' on {key[2]}' if key[2] else ''

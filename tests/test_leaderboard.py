@@ -50,9 +50,11 @@ def test_leaderboard_from_two_results(tmp_path):
     ghostsr_main(['leaderboard', *files, '--out', str(tmp_path / 'board')])
     assert (tmp_path / 'board' / 'leaderboard.md').read_text() == EXPECTED_MARKDOWN
     assert (tmp_path / 'board' / 'leaderboard.csv').read_text() == (
-        'scale,model,baseline,Set5_psnr,Set5_ssim,Set14_psnr,Set14_ssim,params,flops,latency_s,latency_device,file\n'
-        f'2,GhostEDSR tiny,EDSR tiny,35.101,0.94329,31.52,0.8899,740000,170000000000,0.0101,NVIDIA H100,{files[1]}\n'
-        f'2,EDSR tiny,,35.123,0.94321,31.5,0.89,1370000,316000000000,0.0123,NVIDIA H100,{files[0]}\n')
+        'scale,model,baseline,Set5_psnr,Set5_ssim,Set14_psnr,Set14_ssim,params,flops,latency_s,latency_device,'
+        'engine,threads,file\n'
+        f'2,GhostEDSR tiny,EDSR tiny,35.101,0.94329,31.52,0.8899,740000,170000000000,0.0101,NVIDIA H100,eager,,'
+        f'{files[1]}\n'
+        f'2,EDSR tiny,,35.123,0.94321,31.5,0.89,1370000,316000000000,0.0123,NVIDIA H100,eager,,{files[0]}\n')
     with Image.open(tmp_path / 'board' / 'leaderboard.png') as plot:
         assert plot.format == 'PNG' and plot.size == (1320, 504)
 
@@ -65,7 +67,7 @@ def test_leaderboard_bicubic_rows_and_mixed_devices(tmp_path):
     table = (tmp_path / 'leaderboard.md').read_text()
     assert '| bicubic | 33.68 | 0.9305 | – | – | – | – | – |' in table.splitlines()
     assert '| 12.3 |' in table and '**10.1**' not in table  # latencies on different devices are not ranked
-    assert 'Latency measured on different devices (not bold): GhostEDSR tiny: a CPU; EDSR tiny: NVIDIA H100, eager.' in table
+    assert 'Latency measured on different devices (not bold): GhostEDSR tiny: a CPU; EDSR tiny: NVIDIA H100.' in table
 
 
 def test_leaderboard_bad_inputs(tmp_path, capsys):
@@ -106,4 +108,4 @@ def test_folder_skips_other_json_files(tmp_path, capsys):
     with pytest.raises(InputError, match='no result JSONs in'):
         load_results([str(folder)])
     with pytest.raises(InputError, match=r"result0\.json: key 'sets': expected the results of one or more test sets"):
-        load_results(write_results(tmp_path / 'no_sets', {**PLAIN, 'sets': {}}))
+        load_results(write_results(tmp_path / 'no_sets', {**PLAIN, 'sets': {}, 'latency': None}))
