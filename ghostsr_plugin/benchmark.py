@@ -21,6 +21,7 @@ Example:
   ghostsr benchmark bicubic options/demo/ghost_edsr_x2_demo.yml --sets Set5 Set14 \\
       --checkpoint experiments/demo_GhostEDSR_x2_f32b4/models/net_g_latest.pth --name 'GhostEDSR demo'
 """
+import copy
 import hashlib
 import json
 import os
@@ -32,9 +33,10 @@ from datetime import datetime, timezone
 from functools import partial
 
 import torch
+from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
-from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, interleaved_latency
+from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
@@ -65,6 +67,8 @@ def add_arguments(parser):
     parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
     parser.add_argument('--latency_only', action='store_true',
                         help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
+    parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
+                        help='LR size of the timed input (default: the one whose output is 1280 x 720)')
     parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int,
                         help='LR pixels of context around each tile; at least the receptive-field radius for results '
@@ -102,9 +106,10 @@ def network_models(args):
         source = model['option_file'] or '--arch'
         if not model['checkpoint'] and model['option_file'] and osp.isfile(latest_checkpoint(model['name'])):
             model['checkpoint'] = latest_checkpoint(model['name'])
-        if not model['checkpoint']:
+        if not model['checkpoint'] and not args.latency_only:
             raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
-        model['checkpoint'] = osp.expanduser(model['checkpoint'])
+        if model['checkpoint']:
+            model['checkpoint'] = osp.expanduser(model['checkpoint'])
         if model['scale'] is None and args.scales and len(args.scales) == 1:
             model['scale'] = args.scales[0]
         if not isinstance(model['scale'], int):
@@ -184,13 +189,20 @@ def result_path(out, name, scale, engine='eager'):
 
 
 def _load_network(model, scale, args, device):
-    """The network on ``args.engine``: its run function, description and cost (latency measured later)."""
-    net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
+    """The network on ``args.engine``: its run function, description and cost (latency measured later).
+
+    Without a checkpoint (``--latency_only``) the network keeps its seeded random initialization.
+    """
+    if model['checkpoint']:
+        net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
+    else:
+        torch.manual_seed(0)
+        net, param_key = build_network(copy.deepcopy(model['network_g'])).eval(), None
     net = net.to(device)
     x = cost_input(scale, device)
     cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
     run = engines.prepare(net, args.engine, args.threads, device)  # (frozen: the logits are no deployed parameter)
-    files = [model['checkpoint']] + ([model['option_file']] if model['option_file'] else [])
+    files = [f for f in (model['checkpoint'], model['option_file']) if f]
     described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
                  'checkpoint': model['checkpoint'], 'param_key': param_key,
                  'sha256': {f: sha256([f]) for f in files}}
@@ -199,13 +211,18 @@ def _load_network(model, scale, args, device):
 
 def _latencies(loaded, args, device):
     """Each network's latency, all timed in turn in each round (fair ratios on a noisy machine)."""
-    calls = {name: partial(run, cost_input(scale, device)) for name, (run, scale, _, _) in loaded.items()}
+    def timed_input(scale):
+        size = args.latency_size or [OUTPUT_SIZE[0] // scale, OUTPUT_SIZE[1] // scale]
+        return torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    calls = {name: partial(run, timed_input(scale)) for name, (run, scale, _, _) in loaded.items()}
     print(f"timing {', '.join(calls)}: {args.repeats} interleaved forward passes each on {args.engine}, "
           f'{device_name(device)}')
     seconds, method = interleaved_latency(calls, device, args.warmup, args.repeats)
+    threads = args.threads if args.engine == 'onnxruntime' else torch.get_num_threads()
     return {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
-                   'device': device_name(device), 'engine': args.engine, 'threads': torch.get_num_threads()
-                   if args.engine != 'onnxruntime' else args.threads} for name in calls}
+                   'device': device_name(device), 'engine': args.engine, 'threads': threads,
+                   'input': list(calls[name].args[0].shape)} for name in calls}
 
 
 def run(args):

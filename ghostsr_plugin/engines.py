@@ -19,6 +19,9 @@ ENGINES = ('eager', 'compile', 'onnxruntime')
 
 def onnx_session(path, threads=None):
     """An onnxruntime CPU session of the ONNX file ``path``, on ``threads`` intra-op threads (default: ORT's)."""
+    from ghostsr_plugin.onnx_export import require_deploy_packages
+
+    require_deploy_packages()
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

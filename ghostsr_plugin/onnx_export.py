@@ -13,6 +13,17 @@ import torch
 from ghostsr_plugin.errors import InputError
 
 INPUT_NAME, OUTPUT_NAME = 'lr', 'sr'
+DEPLOY_PACKAGES = ('onnx', 'onnxscript', 'onnxruntime')
+
+
+def require_deploy_packages():
+    """Name the missing package and the fix, instead of an ImportError deep in an exporter."""
+    import importlib.util
+
+    missing = [name for name in DEPLOY_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(f"ONNX export and onnxruntime need {', '.join(missing)}: "
+                         "pip install 'ghostsr-plugin[deploy]'")
 
 
 def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32)):
@@ -20,6 +31,7 @@ def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32)):
 
     The exporter's progress lines are kept quiet; its errors are raised as they are.
     """
+    require_deploy_packages()
     net = copy.deepcopy(net).eval().half() if half else net.eval()
     example = torch.rand(example_size, dtype=torch.float16 if half else torch.float32)
     dims = {0: torch.export.Dim('batch'), 2: torch.export.Dim('height', min=2), 3: torch.export.Dim('width', min=2)}

@@ -167,3 +167,14 @@ def test_benchmark_engines_interleaved_and_the_latency_table(model_files, tmp_pa
     row = next(line for line in table.splitlines() if line.startswith('| m | x2'))
     assert f'{ratio:.3f}' in row and '| eager (ms) | onnxruntime (ms) |' in table
     assert not (tmp_path / 'board' / 'leaderboard.png').exists()  # no PSNR: nothing to plot
+
+
+def test_missing_deploy_packages_are_named(monkeypatch, model_files, tmp_path, capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'onnxruntime' else find_spec(
+        name, *a))
+    with pytest.raises(SystemExit):
+        ghostsr_main(['export', '-opt', model_files['opt'], '--out', str(tmp_path / 'm.onnx')])
+    assert "need onnxruntime: pip install 'ghostsr-plugin[deploy]'" in capsys.readouterr().err
