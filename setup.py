@@ -42,7 +42,7 @@ setup(
         'scikit-image',
         'tqdm',
     ],
-    extras_require={'test': ['pytest', 'ruff']},
+    extras_require={'test': ['pytest', 'ruff'], 'deploy': ['onnx', 'onnxscript', 'onnxruntime']},
     entry_points={
         'console_scripts': ['basicsr = ghostsr_plugin.cli:basicsr_main', 'ghostsr = ghostsr_plugin.cli:ghostsr_main'],
         'basicsr.plugins': ['ghostsr = ghostsr_plugin'],

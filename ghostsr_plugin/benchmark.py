@@ -11,14 +11,17 @@ writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
 PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
 pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
 latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
-on one forward pass producing 1280 x 720, whole image. --tile only changes how the test
-images are processed. Each JSON records the versions, device, option and checkpoint
+on one forward pass producing 1280 x 720, whole image; the networks of one run are timed in
+turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
+networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs.
+--tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
 SHA-256, data SHA-256 and every option of the run.
 
 Example:
   ghostsr benchmark bicubic options/demo/ghost_edsr_x2_demo.yml --sets Set5 Set14 \\
       --checkpoint experiments/demo_GhostEDSR_x2_f32b4/models/net_g_latest.pth --name 'GhostEDSR demo'
 """
+import copy
 import hashlib
 import json
 import os
@@ -30,12 +33,13 @@ from datetime import datetime, timezone
 from functools import partial
 
 import torch
-import yaml
+from basicsr.archs import build_network
 
-from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, measure_latency
+from ghostsr_plugin import engines, trained_model
+from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.evaluate import evaluate, load_model_and_key, network_upscale, paired_images
+from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file
 
 BICUBIC = 'bicubic'
@@ -45,17 +49,11 @@ STANDARD_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 
 def add_arguments(parser):
     parser.add_argument('models', nargs='*', metavar='MODEL', help=f"'{BICUBIC}' or a BasicSR option file")
-    parser.add_argument('--arch', help='one network by arch type instead of an option file, e.g. GhostEDSR')
-    parser.add_argument('--arch_args', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='arguments of --arch, values in YAML, e.g. num_feat=32 num_block=4 upscale=2')
-    parser.add_argument('--checkpoint', help="weights of the one network model (default: its option file's "
-                        'path.pretrain_network_g)')
-    parser.add_argument('--param_key', help="key of the weights in the checkpoint (default: the option file's "
-                        "path.param_key_g, else 'params_ema' when present, else 'params')")
+    trained_model.add_network_arguments(parser)
     parser.add_argument('--name', help="the one network model's row name (default: the option file's name, "
                         'or the arch)')
-    parser.add_argument('--baseline', help='the row name of the plain model that this (Ghost) model is compared '
-                        "with; the leaderboard's plot links the two")
+    parser.add_argument('--baseline', help='the row name of the plain model that the other (Ghost) models are '
+                        "compared with; the leaderboard links them and gives their latency ratio")
     parser.add_argument('--data', default='datasets/benchmark', help='prepared test sets (default: %(default)s)')
     parser.add_argument('--sets', nargs='+', help='test sets under --data (default: all of them)')
     parser.add_argument('--scales', nargs='+', type=positive_int,
@@ -63,6 +61,14 @@ def add_arguments(parser):
     parser.add_argument('--out', default='results/benchmark', help='folder for the result JSONs (default: %(default)s)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
+    parser.add_argument('--engine', choices=engines.ENGINES, default='eager',
+                        help='where the networks run, for latency and outputs alike; every engine runs the frozen '
+                        'model (default: %(default)s)')
+    parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
+    parser.add_argument('--latency_only', action='store_true',
+                        help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
+    parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
+                        help='LR size of the timed input (default: the one whose output is 1280 x 720)')
     parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int,
                         help='LR pixels of context around each tile; at least the receptive-field radius for results '
@@ -71,16 +77,6 @@ def add_arguments(parser):
     parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
     parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
     parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
-
-
-def _arch_args(pairs):
-    args = {}
-    for pair in pairs:
-        key, sep, value = pair.partition('=')
-        if not (sep and key):
-            raise InputError(f"--arch_args: expected KEY=VALUE, found '{pair}'")
-        args[key] = yaml.safe_load(value)
-    return args
 
 
 def network_models(args):
@@ -95,22 +91,25 @@ def network_models(args):
                        'checkpoint': path_opt.get('pretrain_network_g'),
                        'param_key': path_opt.get('param_key_g', args.param_key)})
     if args.arch:
-        network = {'type': args.arch, **_arch_args(args.arch_args)}
+        network = {'type': args.arch, **trained_model.parse_arch_args(args.arch_args)}
         check_network_options('--arch/--arch_args', {'network_g': network})
         models.append({'name': args.arch, 'option_file': None, 'network_g': network,
                        'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
     elif args.arch_args:
         raise InputError('--arch_args needs --arch')
-    if len(models) > 1 and (args.checkpoint or args.name or args.baseline):
-        raise InputError(f'--checkpoint, --name and --baseline describe one network model; found {len(models)}: '
+    if len(models) > 1 and (args.checkpoint or args.name):
+        raise InputError(f'--checkpoint and --name describe one network model; found {len(models)}: '
                          f'{", ".join(m["name"] for m in models)} (set path.pretrain_network_g in each option file)')
     for model in models:
         model.update({k: v for k, v in (('checkpoint', args.checkpoint), ('name', args.name)) if v})
-        model['baseline'] = args.baseline
+        model['baseline'] = args.baseline if args.baseline != model['name'] else None
         source = model['option_file'] or '--arch'
-        if not model['checkpoint']:
+        if not model['checkpoint'] and model['option_file'] and osp.isfile(latest_checkpoint(model['name'])):
+            model['checkpoint'] = latest_checkpoint(model['name'])
+        if not model['checkpoint'] and not args.latency_only:
             raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
-        model['checkpoint'] = osp.expanduser(model['checkpoint'])
+        if model['checkpoint']:
+            model['checkpoint'] = osp.expanduser(model['checkpoint'])
         if model['scale'] is None and args.scales and len(args.scales) == 1:
             model['scale'] = args.scales[0]
         if not isinstance(model['scale'], int):
@@ -183,28 +182,47 @@ def environment():
     }
 
 
-def result_path(out, name, scale):
-    return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}.json")
+def result_path(out, name, scale, engine='eager'):
+    """Where a result goes: one file per model, scale and (beyond eager PyTorch) engine."""
+    suffix = '' if engine == 'eager' else f'_{engine}'
+    return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}{suffix}.json")
 
 
-def _measure_network(model, scale, args, device):
-    """Load the network; its upscaling function and cost."""
-    net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
+def _load_network(model, scale, args, device):
+    """The network on ``args.engine``: its run function, description and cost (latency measured later).
+
+    Without a checkpoint (``--latency_only``) the network keeps its seeded random initialization.
+    """
+    if model['checkpoint']:
+        net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
+    else:
+        torch.manual_seed(0)
+        net, param_key = build_network(copy.deepcopy(model['network_g'])).eval(), None
     net = net.to(device)
     x = cost_input(scale, device)
-    print(f"{model['name']}: counting FLOPs and timing {args.repeats} forward passes of {tuple(x.shape)} "
-          f'on {device_name(device)}')
-    flops = count_flops(net, x)
-    seconds, method = measure_latency(lambda: net(x), device, args.warmup, args.repeats)
-    upscale = partial(network_upscale, net, device=device, tile=args.tile, overlap=args.tile_overlap, scale=scale)
-    files = [model['checkpoint']] + ([model['option_file']] if model['option_file'] else [])
+    cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
+    run = engines.prepare(net, args.engine, args.threads, device)  # (frozen: the logits are no deployed parameter)
+    files = [f for f in (model['checkpoint'], model['option_file']) if f]
     described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
                  'checkpoint': model['checkpoint'], 'param_key': param_key,
                  'sha256': {f: sha256([f]) for f in files}}
-    cost = {'params': count_params(net), 'flops': flops, 'cost_input': list(x.shape),
-            'latency': {'seconds': seconds, 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
-                        'device': device_name(device)}}
-    return upscale, described, cost
+    return run, described, cost
+
+
+def _latencies(loaded, args, device):
+    """Each network's latency, all timed in turn in each round (fair ratios on a noisy machine)."""
+    def timed_input(scale):
+        size = args.latency_size or [OUTPUT_SIZE[0] // scale, OUTPUT_SIZE[1] // scale]
+        return torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    calls = {name: partial(run, timed_input(scale)) for name, (run, scale, _, _) in loaded.items()}
+    print(f"timing {', '.join(calls)}: {args.repeats} interleaved forward passes each on {args.engine}, "
+          f'{device_name(device)}')
+    seconds, method = interleaved_latency(calls, device, args.warmup, args.repeats)
+    threads = args.threads if args.engine == 'onnxruntime' else torch.get_num_threads()
+    return {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
+                   'device': device_name(device), 'engine': args.engine, 'threads': threads,
+                   'input': list(calls[name].args[0].shape)} for name in calls}
 
 
 def run(args):
@@ -216,13 +234,13 @@ def run(args):
     device = torch.device(args.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise InputError(f'--device {args.device}: no CUDA device is available')
-    scales, sets = _scales(args, models), _sets(args)
+    scales, sets = _scales(args, models), [] if args.latency_only else _sets(args)
     runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
     pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
     paths = {}
     for model, scale in runs:
         name = model if model == BICUBIC else model['name']
-        path = result_path(args.out, name, scale)
+        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
         if path in paths:
             raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
@@ -230,6 +248,13 @@ def run(args):
         if osp.exists(path) and not args.overwrite:
             raise InputError(f'{path} exists; pass --overwrite to replace it')
 
+    loaded = {}
+    for model, scale in runs:
+        if model != BICUBIC:
+            print(f"{model['name']}: loading, counting FLOPs, preparing the {args.engine} engine")
+            run_network, described, cost = _load_network(model, scale, args, device)
+            loaded[model['name']] = (run_network, scale, described, cost)
+    latencies = _latencies(loaded, args, device)
     os.makedirs(args.out, exist_ok=True)
     options = {k: v for k, v in vars(args).items() if k != 'run'}
     for model, scale in runs:
@@ -238,7 +263,9 @@ def run(args):
             described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
         else:
             name, baseline = model['name'], model['baseline']
-            upscale, described, cost = _measure_network(model, scale, args, device)
+            run_network, _, described, cost = loaded[name]
+            cost = {**cost, 'latency': latencies[name]}
+            upscale = partial(network_upscale, run_network, tile=args.tile, overlap=args.tile_overlap, scale=scale)
         results = {}
         for set_name in sets:
             gt_folder, lq_folder = set_folders(args.data, set_name, scale)
@@ -255,8 +282,11 @@ def run(args):
             'environment': environment(), 'options': options,
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
-        path = result_path(args.out, name, scale)
+        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
         with open(path, 'w') as f:
             json.dump(record, f, indent=1)
-        summary = ', '.join(f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items())
+        summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
+        if cost['latency']:
+            summary.append(f"{cost['latency']['seconds'] * 1e3:.1f} ms on {args.engine}")
+        summary = ', '.join(summary)
         print(f'{name} x{scale}: {summary} -> {path}')

@@ -24,8 +24,10 @@ PLUGIN_GROUP = 'basicsr.plugins'
 GHOSTSR_COMMANDS = {
     'benchmark': 'ghostsr_plugin.benchmark',
     'cluster-init': 'ghostsr_plugin.init.command',
+    'export': 'ghostsr_plugin.commands.export',
     'freeze': 'ghostsr_plugin.freeze',
     'leaderboard': 'ghostsr_plugin.leaderboard',
+    'upscale': 'ghostsr_plugin.commands.upscale',
 }
 
 

@@ -65,25 +65,35 @@ def device_name(device):
     return f'{model} ({torch.get_num_threads()} threads)'
 
 
-@torch.no_grad()
 def measure_latency(run, device, warmup=3, repeats=10):
     """Median seconds of ``run()`` after ``warmup`` untimed calls, and the timing method."""
-    for _ in range(warmup):
-        run()
-    times = []
-    if torch.device(device).type == 'cuda':
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+    seconds, method = interleaved_latency({None: run}, device, warmup, repeats)
+    return seconds[None], method
+
+
+@torch.no_grad()
+def interleaved_latency(runs, device, warmup=3, repeats=10):
+    """``({name: median seconds}, method)`` of the calls ``runs``, timed in turn in each round.
+
+    Interleaving spreads a noisy machine's slow spells over every call alike, so the ratio
+    of two latencies is fair even where each latency drifts.
+    """
+    for run in runs.values():
+        for _ in range(warmup):
             run()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end) / 1000)
-        method = 'CUDA events'
-    else:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        method = 'wall clock'
-    return statistics.median(times), method
+    cuda = torch.device(device).type == 'cuda'
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                run()
+                end.record()
+                torch.cuda.synchronize(device)
+                times[name].append(start.elapsed_time(end) / 1000)
+            else:
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, 'CUDA events' if cuda else 'wall clock'

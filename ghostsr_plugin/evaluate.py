@@ -43,6 +43,11 @@ def load_weights(checkpoint, param_key=None, loaded=None):
     return {k.removeprefix('module.'): v for k, v in state[param_key].items()}, param_key
 
 
+def is_deploy_state(state):
+    """Whether a state dict is a frozen Ghost model's (``ghostsr freeze``): offsets, no logits."""
+    return any(k.endswith('.offsets') for k in state) and not any(k.endswith('.logits') for k in state)
+
+
 def load_state_dict(checkpoint, param_key=None):
     """The state dict under ``param_key`` of a BasicSR checkpoint (see ``load_weights``)."""
     return load_weights(checkpoint, param_key)[0]
@@ -50,9 +55,12 @@ def load_state_dict(checkpoint, param_key=None):
 
 def load_model_and_key(network_opt, checkpoint, param_key=None, loaded=None):
     """``(network, key)``: the BasicSR network ``network_opt`` with ``checkpoint``'s weights loaded strictly,
-    in eval mode, and the checkpoint key they came from (see ``load_weights``)."""
-    net = build_network(network_opt)
+    in eval mode, and the checkpoint key they came from (see ``load_weights``). A deploy
+    checkpoint builds the arch with ``deploy: true``."""
     state, param_key = load_weights(checkpoint, param_key, loaded)
+    if is_deploy_state(state) and not network_opt.get('deploy'):
+        network_opt = {**network_opt, 'deploy': True}  # a frozen checkpoint loads into the frozen form
+    net = build_network(network_opt)
     expected = net.state_dict()
     for key, value in expected.items():
         if key not in state:

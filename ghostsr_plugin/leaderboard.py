@@ -66,12 +66,13 @@ def load_results(paths):
         missing = [k for k in REQUIRED_KEYS if k not in record]
         if missing:
             raise InputError(f"{file}: key '{missing[0]}' missing")
-        if not isinstance(record['sets'], dict) or not record['sets']:
-            raise InputError(f"{file}: key 'sets': expected the results of one or more test sets, "
-                             f"found {record['sets']!r}")
-        key = (record['name'], record['scale'])
+        if not isinstance(record['sets'], dict) or not (record['sets'] or record['latency']):
+            raise InputError(f"{file}: key 'sets': expected the results of one or more test sets (or a latency, "
+                             f"with --latency_only), found {record['sets']!r}")
+        key = (record['name'], record['scale'], engine(record))
         if key in seen:
-            raise InputError(f"{file} and {seen[key]} both hold '{key[0]}' at x{key[1]}")
+            on = f' on {key[2]}' if key[2] else ''
+            raise InputError(f"{file} and {seen[key]} both hold '{key[0]}' at x{key[1]}{on}")
         seen[key] = file
         results.append({**record, 'file': file})
     if skipped:
@@ -80,6 +81,16 @@ def load_results(paths):
     if not results:
         raise InputError(f'no result JSONs in {", ".join(paths)}')
     return results
+
+
+def engine(record):
+    """The engine a record's latency was measured on (results from before engines: eager), or None."""
+    return (record['latency'] or {}).get('engine', 'eager') if record['latency'] else None
+
+
+def _label(record):
+    """A row's name: the model's, with the engine when it is not eager PyTorch."""
+    return record['name'] + (f' ({engine(record)})' if engine(record) not in (None, 'eager') else '')
 
 
 def _set_order(results):
@@ -126,14 +137,14 @@ def scale_table(results, sets):
     columns.append(_column([_latency_ms(r) for r in rows], '{:.1f}'.format, min if len(devices) <= 1 else None))
     header += ['params', 'FLOPs', 'latency (ms)']
     lines = ['| ' + ' | '.join(header) + ' |', '| --- |' + ' ---: |' * (len(header) - 1)]
-    lines += ['| ' + ' | '.join([r['name'], *(c[i] for c in columns)]) + ' |' for i, r in enumerate(rows)]
+    lines += ['| ' + ' | '.join([_label(r), *(c[i] for c in columns)]) + ' |' for i, r in enumerate(rows)]
     notes = []
     timed = [r for r in rows if r['latency']]
     if timed:
         lat = timed[0]['latency']
         if len(devices) == 1:
             notes.append(f"Latency: median of {lat['repeats']} forward passes after {lat['warmup']} warm-up passes "
-                         f"({lat['method']}) on {devices[0]}.")
+                         f"({lat['method']}) on {devices[0]}, {engine(timed[0])}.")
         else:
             notes.append('Latency measured on different devices (not bold): '
                          + '; '.join(f"{r['name']}: {r['latency']['device']}" for r in timed) + '.')
@@ -143,8 +154,34 @@ def scale_table(results, sets):
     return '\n'.join(lines) + ('\n\n' + '\n'.join(notes) if notes else '') + '\n'
 
 
+def latency_table(results):
+    """Latency (ms) of every timed network per engine, and its ratio to its plain baseline on the same engine."""
+    timed = [r for r in results if r['latency'] and r['name'] != BICUBIC]
+    engines = [e for e in ('eager', 'compile', 'onnxruntime') if any(engine(r) == e for r in timed)]
+    engines += sorted({engine(r) for r in timed} - set(engines))
+    by_key = {(r['name'], r['scale'], engine(r)): r for r in timed}
+    header = ['model', 'scale', *(f'{e} (ms)' for e in engines), *(f'{e} ratio' for e in engines)]
+    lines = ['| ' + ' | '.join(header) + ' |', '| --- | ---: |' + ' ---: |' * (2 * len(engines))]
+    for name, scale in sorted({(r['name'], r['scale']) for r in timed}, key=lambda k: (k[1], k[0])):
+        cells = []
+        for e in engines:
+            r = by_key.get((name, scale, e))
+            cells.append('–' if r is None else f"{r['latency']['seconds'] * 1e3:.1f}")
+        for e in engines:
+            r = by_key.get((name, scale, e))
+            base = by_key.get((r['baseline'], scale, e)) if r and r['baseline'] else None
+            cells.append('–' if base is None else f"{r['latency']['seconds'] / base['latency']['seconds']:.3f}")
+        lines.append(f'| {name} | x{scale} | ' + ' | '.join(cells) + ' |')
+    setups = sorted({f"{engine(r)}: {r['latency']['device']}, {r['latency'].get('threads') or 'default'} "
+                     f"thread(s), median of {r['latency']['repeats']}" for r in timed})
+    return ('\n'.join(lines) + '\n\nRatio: latency over the baseline\'s (`--baseline`) on the same engine; the '
+            'networks of one benchmark run are timed in turn, round after round. ' + '; '.join(setups) + '.\n')
+
+
 def markdown(results):
-    """leaderboard.md: one table per scale."""
+    """leaderboard.md: one table per scale, then latency by engine."""
+    timed_only = [r for r in results if not r['sets']]
+    results = [r for r in results if r['sets']]
     sets = _set_order(results)
     parts = ['# Leaderboard\n',
              'PSNR (dB) and SSIM on the Y channel with `scale` pixels cropped at each border (BasicSR\'s metrics). '
@@ -154,6 +191,8 @@ def markdown(results):
         at_scale = [r for r in results if r['scale'] == scale]
         parts.append(f'## x{scale}\n\n' + scale_table(at_scale, [s for s in sets if any(s in r['sets']
                                                                                           for r in at_scale)]))
+    if len({engine(r) for r in results + timed_only if r['latency']}) > 1 or timed_only:
+        parts.append('## Latency by engine\n\n' + latency_table(results + timed_only))
     return '\n'.join(parts)
 
 
@@ -163,13 +202,14 @@ def csv_text(results):
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
     writer.writerow(['scale', 'model', 'baseline', *(f'{s}_{m}' for s in sets for m in ('psnr', 'ssim')),
-                     'params', 'flops', 'latency_s', 'latency_device', 'file'])
+                     'params', 'flops', 'latency_s', 'latency_device', 'engine', 'threads', 'file'])
     for scale in sorted({r['scale'] for r in results}):
         for r in _row_order([r for r in results if r['scale'] == scale]):
             metrics = [r['sets'][s][m] if s in r['sets'] else '' for s in sets for m in ('psnr', 'ssim')]
             latency = r['latency'] or {}
             writer.writerow([scale, r['name'], r['baseline'] or '', *metrics, r['params'] or '', r['flops'] or '',
-                             latency.get('seconds', ''), latency.get('device', ''), r['file']])
+                             latency.get('seconds', ''), latency.get('device', ''), engine(r) or '',
+                             latency.get('threads') or '', r['file']])
     return out.getvalue()
 
 
@@ -215,10 +255,10 @@ def plot(results, path, plot_set):
 def run(args):
     results = load_results(args.results)
     sets = _set_order(results)
-    plot_set = args.plot_set or sets[0]
-    if plot_set not in sets:
-        raise InputError(f"--plot_set {plot_set}: no result has it; found {', '.join(sets)}")
-    paths = [osp.join(args.out, name) for name in OUTPUTS]
+    plot_set = args.plot_set or (sets[0] if sets else None)
+    if args.plot_set and plot_set not in sets:
+        raise InputError(f"--plot_set {plot_set}: no result has it; found {', '.join(sets) or 'none'}")
+    paths = [osp.join(args.out, name) for name in OUTPUTS[:3 if sets else 2]]  # no plot without PSNR
     existing = [p for p in paths if osp.exists(p)]
     if existing and not args.overwrite:
         raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
@@ -227,5 +267,6 @@ def run(args):
         f.write(markdown(results))
     with open(paths[1], 'w', encoding='utf-8') as f:
         f.write(csv_text(results))
-    plot(results, paths[2], plot_set)
+    if sets:
+        plot([r for r in results if r['sets']], paths[2], plot_set)
     print(f'{len(results)} results -> ' + ', '.join(paths))

@@ -18,5 +18,5 @@ pip_install() {
 pip_install torch==2.14.1 torchvision==0.29.2
 # basicsr's sdist imports torch in setup.py: build it against the torch just installed.
 pip_install --no-build-isolation basicsr==1.4.2
-pip_install --no-build-isolation -e '.[test]'
+pip_install --no-build-isolation -e '.[test,deploy]'
 python -c "import ghostsr_plugin, basicsr; print('ghostsr-plugin', ghostsr_plugin.__version__, 'with basicsr', basicsr.__version__)"

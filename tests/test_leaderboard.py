@@ -31,7 +31,7 @@ Params: every parameter. FLOPs: `torch.utils.flop_counter` over one forward pass
 | GhostEDSR tiny | 35.10 | **0.9433** | **31.52** | 0.8899 | **740 K** | **170 G** | **10.1** |
 | EDSR tiny | **35.12** | 0.9432 | 31.50 | **0.8900** | 1.37 M | 316 G | 12.3 |
 
-Latency: median of 10 forward passes after 3 warm-up passes (CUDA events) on NVIDIA H100.
+Latency: median of 10 forward passes after 3 warm-up passes (CUDA events) on NVIDIA H100, eager.
 Compared with a plain baseline: GhostEDSR tiny (baseline: EDSR tiny).
 """
 
@@ -50,9 +50,11 @@ def test_leaderboard_from_two_results(tmp_path):
     ghostsr_main(['leaderboard', *files, '--out', str(tmp_path / 'board')])
     assert (tmp_path / 'board' / 'leaderboard.md').read_text() == EXPECTED_MARKDOWN
     assert (tmp_path / 'board' / 'leaderboard.csv').read_text() == (
-        'scale,model,baseline,Set5_psnr,Set5_ssim,Set14_psnr,Set14_ssim,params,flops,latency_s,latency_device,file\n'
-        f'2,GhostEDSR tiny,EDSR tiny,35.101,0.94329,31.52,0.8899,740000,170000000000,0.0101,NVIDIA H100,{files[1]}\n'
-        f'2,EDSR tiny,,35.123,0.94321,31.5,0.89,1370000,316000000000,0.0123,NVIDIA H100,{files[0]}\n')
+        'scale,model,baseline,Set5_psnr,Set5_ssim,Set14_psnr,Set14_ssim,params,flops,latency_s,latency_device,'
+        'engine,threads,file\n'
+        f'2,GhostEDSR tiny,EDSR tiny,35.101,0.94329,31.52,0.8899,740000,170000000000,0.0101,NVIDIA H100,eager,,'
+        f'{files[1]}\n'
+        f'2,EDSR tiny,,35.123,0.94321,31.5,0.89,1370000,316000000000,0.0123,NVIDIA H100,eager,,{files[0]}\n')
     with Image.open(tmp_path / 'board' / 'leaderboard.png') as plot:
         assert plot.format == 'PNG' and plot.size == (1320, 504)
 
@@ -106,4 +108,4 @@ def test_folder_skips_other_json_files(tmp_path, capsys):
     with pytest.raises(InputError, match='no result JSONs in'):
         load_results([str(folder)])
     with pytest.raises(InputError, match=r"result0\.json: key 'sets': expected the results of one or more test sets"):
-        load_results(write_results(tmp_path / 'no_sets', {**PLAIN, 'sets': {}}))
+        load_results(write_results(tmp_path / 'no_sets', {**PLAIN, 'sets': {}, 'latency': None}))

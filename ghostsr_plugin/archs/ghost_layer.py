@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ghostsr_plugin import ops
+from ghostsr_plugin.ops import traceable
 
 
 class GhostConv2d(nn.Module):
@@ -44,6 +45,9 @@ class GhostConv2d(nn.Module):
     Attributes:
         logits: (orientation_groups, (2d+1)^2) orientation logits; absent once frozen.
         offsets: (orientation_groups, 2) integer (dy, dx) buffer; present once frozen.
+        static_offsets: the same as Python ints (kept in step by ``freeze`` and loading), so a
+            graph (torch.export, ONNX, torch.compile) sees constants and lowers the shift to
+            plain slicing, padding and concat (:mod:`ghostsr_plugin.ops.traceable`).
         temperature: scale of the Gumbel noise added to the logits in training; a schedule
             sets it every iteration (0 means a deterministic argmax).
         noise_generator: the ``torch.Generator`` the noise is drawn from (None: the global
@@ -78,6 +82,7 @@ class GhostConv2d(nn.Module):
         side = 2 * max_shift + 1
         if deploy:
             self.register_buffer('offsets', torch.zeros(orientation_groups, 2, dtype=torch.long))
+            self.static_offsets = ((0, 0),) * orientation_groups
         else:
             self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
             # The official code's init: He-uniform on a (1, 1, side, side) kernel.
@@ -115,7 +120,17 @@ class GhostConv2d(nn.Module):
             offsets = self.offset()
             del self.logits
             self.register_buffer('offsets', offsets)
+            self._sync_static_offsets()
         return self
+
+    def _sync_static_offsets(self):
+        if self.offsets.device.type != 'meta':
+            self.static_offsets = tuple(tuple(offset) for offset in self.offsets.tolist())
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.frozen:
+            self._sync_static_offsets()
 
     def selection(self):
         """Hard one-hot orientation from Gumbel-max, with a straight-through gradient.
@@ -137,6 +152,13 @@ class GhostConv2d(nn.Module):
     def forward(self, x):
         x1 = self.primary(x)
         groups = self.primary.groups
+        if self.frozen and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            # A graph: the shift as plain tensor ops (per conv group on (N, groups, C / groups, H, W)).
+            if groups == 1:
+                return traceable.ghost_features(x1, self.num_ghost, self.static_offsets)
+            out = traceable.ghost_features(x1.unflatten(1, (groups, -1)), self.num_ghost // groups,
+                                           self.static_offsets)
+            return out.flatten(1, 2)
         if groups > 1:
             # Conv group g as sample g of a batch G times larger: the ordinary Ghost layer
             # within each group, laid out per group (a free view of a contiguous x1).

@@ -105,11 +105,39 @@ def ghost_features(x1, num_ghost, offsets):
     """Whole Ghost layer output ``concat(x1, shift(ghost_source(x1), offset_g))``.
 
     ``offsets``: integer (dy, dx) per orientation group, shape (G, 2); ghost channels are
-    split into G equal consecutive groups, each shifted by its own offset.
+    split into G equal consecutive groups, each shifted by its own offset. Written straight
+    into the output: one copy of ``x1``, one of each ghost's overlap, zeros only on the
+    border the shift uncovers.
     """
     offsets = torch.as_tensor(offsets).reshape(-1, 2).tolist()
-    src = _grouped(ghost_source(x1, num_ghost), len(offsets))
-    return _concat(x1, [shift(src[:, g], off) for g, off in enumerate(offsets)])
+    n, c_intrinsic, h, w = x1.shape
+    out = torch.empty((n, c_intrinsic + num_ghost, h, w), dtype=x1.dtype, device=x1.device,
+                      memory_format=memory_format(x1))
+    out[:, :c_intrinsic] = x1
+    per_group = num_ghost // len(offsets)
+    for g, offset in enumerate(offsets):
+        start, end = g * per_group, (g + 1) * per_group
+        while start < end:  # ghost channel c copies intrinsic channel c % c_intrinsic
+            stop = min(end, (start // c_intrinsic + 1) * c_intrinsic)
+            src = x1[:, start % c_intrinsic:start % c_intrinsic + stop - start]
+            _shift_into(out[:, c_intrinsic + start:c_intrinsic + stop], src, offset)
+            start = stop
+    return out
+
+
+def _shift_into(out, x, offset):
+    """``out[:] = shift(x, offset)``, zero-filling only what the shift uncovers."""
+    overlap = _overlaps(x, offset)
+    if overlap is None:
+        out.zero_()
+        return
+    (out_rows, src_rows), (out_cols, src_cols) = overlap
+    out[..., out_rows, out_cols] = x[..., src_rows, src_cols]
+    h, w = out.shape[-2:]
+    for rows in (slice(0, out_rows.start), slice(out_rows.stop, h)):
+        out[..., rows, :] = 0
+    for cols in (slice(0, out_cols.start), slice(out_cols.stop, w)):
+        out[..., out_rows, cols] = 0
 
 
 def ghost_features_backward(grad_out, num_ghost, offsets):

@@ -1,0 +1,61 @@
+"""Where a trained model runs: eager PyTorch, torch.compile or onnxruntime, behind one call.
+
+Every engine runs the *frozen* model (each Ghost layer a fixed integer shift): in eager
+PyTorch the shift is the fused op, in a graph it lowers to slicing, padding and concat
+(:mod:`ghostsr_plugin.ops.traceable`), which inductor fuses and ONNX expresses with
+standard ops. :func:`prepare` returns a function from an LR batch (N, C, H, W, a float
+tensor in [0, 1]) to the SR batch, whatever the engine.
+"""
+import os
+import tempfile
+
+import torch
+
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.freeze import freeze
+
+ENGINES = ('eager', 'compile', 'onnxruntime')
+
+
+def onnx_session(path, threads=None):
+    """An onnxruntime CPU session of the ONNX file ``path``, on ``threads`` intra-op threads (default: ORT's)."""
+    from ghostsr_plugin.onnx_export import require_deploy_packages
+
+    require_deploy_packages()
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def session_runner(session):
+    """A tensor-in, tensor-out call of an onnxruntime session with one input and one output."""
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
+
+
+def prepare(net, engine, threads=None, device='cpu'):
+    """``run(x)``: the frozen ``net`` on ``engine``, with ``threads`` CPU threads (default: torch's)."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine '{engine}': expected one of {', '.join(ENGINES)}")
+    if threads:
+        torch.set_num_threads(threads)
+    net = freeze(net.eval()).to(device)
+    if engine == 'onnxruntime':
+        if torch.device(device).type != 'cpu':
+            raise InputError(f'--engine onnxruntime runs on the CPU here; found --device {device}')
+        from ghostsr_plugin.onnx_export import export_onnx
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, 'model.onnx')
+            export_onnx(net, path)
+            return session_runner(onnx_session(path, threads))
+    module = torch.compile(net) if engine == 'compile' else net
+
+    @torch.no_grad()
+    def run(x):
+        return module(x.to(device))
+
+    return run
