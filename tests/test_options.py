@@ -33,6 +33,9 @@ def test_option_file_is_valid(path, tmp_path, monkeypatch):
 def test_shipped_options_cover_the_paper_settings():
     names = {osp.relpath(p, osp.join(REPO_ROOT, 'options')) for p in OPTION_FILES}
     for s in (2, 3, 4):
-        assert {f'ghost_edsr_x{s}.yml', f'ghost_edsr_baseline_x{s}.yml'} <= names
-        for model in ('rdn', 'carn', 'carn_m'):
-            assert {f'{model}_x{s}.yml', f'ghost_{model}_x{s}.yml'} <= names
+        for size in 'LM':
+            assert {f'train/EDSR/train_EDSR_{size}x{s}.yml', f'train/GhostEDSR/train_GhostEDSR_{size}x{s}.yml',
+                    f'train/GhostEDSR/train_GhostEDSR_{size}x{s}_init.yml'} <= names
+        for model in ('RDN', 'CARN', 'CARN_M'):
+            assert {f'train/{model}/train_{model}_x{s}.yml', f'train/Ghost{model}/train_Ghost{model}_x{s}.yml',
+                    f'train/Ghost{model}/train_Ghost{model}_x{s}_init.yml'} <= names

@@ -5,7 +5,7 @@ section says (see ghostsr_plugin.init.from_options), and writes a BasicSR checkp
 ``params`` and ``params_ema`` (the same weights), which stock BasicSR flows can load as
 ``path.pretrain_network_g``. Nothing is written if the checkpoint does not fit.
 
-Example: ghostsr cluster-init -opt options/ghost_edsr_baseline_x2_init.yml --out ghost_init.pth
+Example: ghostsr cluster-init -opt options/train/GhostEDSR/train_GhostEDSR_Mx2_init.yml --out ghost_init.pth
 """
 import os
 import os.path as osp
