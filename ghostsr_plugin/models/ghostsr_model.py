@@ -23,6 +23,7 @@ from ghostsr_plugin.archs import ghost_layers
 from ghostsr_plugin.freeze import freeze
 from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
+from ghostsr_plugin.registration import register
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -49,7 +50,7 @@ def rank0_seed(seed):
     return seed
 
 
-@MODEL_REGISTRY.register()
+@register(MODEL_REGISTRY)
 class GhostSRModel(SRModel):
     """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
