@@ -66,7 +66,8 @@ def add_arguments(parser):
     parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int,
                         help='LR pixels of context around each tile; at least the receptive-field radius for results '
-                        'identical to whole-image inference (GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
+                        'equal to whole-image inference within float rounding '
+                        '(GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
     parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')

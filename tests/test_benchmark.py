@@ -92,20 +92,26 @@ def receptive_radius(net, scale, size=41):
     return int(max((rows - c).abs().max(), (cols - c).abs().max()))
 
 
-@pytest.mark.filterwarnings('ignore:TF32 acceleration on top of oneDNN')
+# Tiles and the whole image run the convolutions on different sizes, so the kernels may sum in a
+# different order (oneDNN picks its algorithm by size and CPU): equal within float32 rounding, not bit
+# for bit. The tolerance sits far below what a tile overlap one pixel short changes (checked below).
+TILE_ATOL = 1e-6
+
+
 @pytest.mark.parametrize('upscale', [2, 3, 4])
 def test_tiled_inference_equals_whole_image(upscale):
     net = tiny_net(upscale, seed=upscale)
     radius = receptive_radius(net, upscale)
     assert 8 <= radius <= 5 + 2 * 2 * 2  # GhostEDSR's bound: 5 + 2 (1 + max_shift) num_block
     x = torch.rand(1, 3, 37, 29)
-    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):  # oneDNN's kernels vary with the size
+    with torch.no_grad():
         whole = net(x)
-        assert torch.equal(tiled_forward(net, x, upscale, 10, radius), whole)
-        assert not torch.equal(tiled_forward(net, x, upscale, 10, radius - 1), whole)
+        torch.testing.assert_close(tiled_forward(net, x, upscale, 10, radius), whole, rtol=0, atol=TILE_ATOL)
+        assert (tiled_forward(net, x, upscale, 10, radius - 1) - whole).abs().max() > 5 * TILE_ATOL
     lr = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    np.testing.assert_array_equal(network_upscale(net, lr, tile=7, overlap=radius + 2, scale=upscale),
-                                  network_upscale(net, lr))
+    tiled, full = (network_upscale(net, lr, **kw).astype(int) for kw in (
+        {'tile': 7, 'overlap': radius + 2, 'scale': upscale}, {}))
+    assert np.abs(tiled - full).max() <= 1  # uint8 rounding may flip at a half level: one level at most
 
 
 @pytest.fixture
