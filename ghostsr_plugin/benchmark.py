@@ -32,6 +32,7 @@ from functools import partial
 import torch
 import yaml
 
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.cost import cost_input, count_flops, count_params, device_name, measure_latency
 from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
@@ -136,7 +137,8 @@ def set_order(names):
 def _sets(args):
     if not osp.isdir(args.data):
         raise InputError(f'test-set folder {args.data} does not exist (make it with scripts/prepare_benchmarks.py)')
-    sets = args.sets or [d for d in os.listdir(args.data) if osp.isdir(osp.join(args.data, d))]
+    sets = args.sets or [d for d in os.listdir(args.data)  # hidden: a set still being prepared
+                         if osp.isdir(osp.join(args.data, d)) and not d.startswith('.')]
     if not sets:
         raise InputError(f'no test sets in {args.data}: expected a folder per set, <set>/GTmod<s> and '
                          '<set>/LRbicx<s> (as scripts/prepare_benchmarks.py writes them), found none')
@@ -231,7 +233,6 @@ def run(args):
         if osp.exists(path) and not args.overwrite:
             raise InputError(f'{path} exists; pass --overwrite to replace it')
 
-    os.makedirs(args.out, exist_ok=True)
     options = {k: v for k, v in vars(args).items() if k != 'run'}
     for model, scale in runs:
         if model == BICUBIC:
@@ -257,7 +258,7 @@ def run(args):
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
         path = result_path(args.out, name, scale)
-        with open(path, 'w') as f:
+        with atomic_path(path) as temporary, open(temporary, 'w') as f:  # --out is made by the first result
             json.dump(record, f, indent=1)
         summary = ', '.join(f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items())
         print(f'{name} x{scale}: {summary} -> {path}')

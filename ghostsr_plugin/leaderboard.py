@@ -16,6 +16,7 @@ import os
 import os.path as osp
 import sys
 
+from ghostsr_plugin.atomic import atomic_paths
 from ghostsr_plugin.benchmark import BICUBIC, RESULT_FORMAT, set_order
 from ghostsr_plugin.errors import InputError
 
@@ -45,7 +46,8 @@ def load_results(paths):
     files = []
     for path in paths:
         if osp.isdir(path):
-            files += [(osp.join(path, f), True) for f in sorted(os.listdir(path)) if f.endswith('.json')]
+            files += [(osp.join(path, f), True) for f in sorted(os.listdir(path))
+                      if f.endswith('.json') and not f.startswith('.')]  # hidden: a result still being written
         elif osp.isfile(path):
             files.append((path, False))
         else:
@@ -222,10 +224,10 @@ def run(args):
     existing = [p for p in paths if osp.exists(p)]
     if existing and not args.overwrite:
         raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
-    os.makedirs(args.out, exist_ok=True)
-    with open(paths[0], 'w', encoding='utf-8') as f:
-        f.write(markdown(results))
-    with open(paths[1], 'w', encoding='utf-8') as f:
-        f.write(csv_text(results))
-    plot(results, paths[2], plot_set)
+    with atomic_paths(paths) as (md, csv_file, png):  # all three, or none
+        with open(md, 'w', encoding='utf-8') as f:
+            f.write(markdown(results))
+        with open(csv_file, 'w', encoding='utf-8') as f:
+            f.write(csv_text(results))
+        plot(results, png, plot_set)
     print(f'{len(results)} results -> ' + ', '.join(paths))

@@ -43,8 +43,8 @@ def tiny_net(upscale=2, seed=0):
 
 @pytest.mark.skipif(not osp.isdir(osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR')), reason='needs ../shared/data')
 def test_bicubic_reproduces_published_set5(tmp_path, capsys):
-    load_script('prepare_benchmarks').prepare_set(osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR'),
-                                                  str(tmp_path / 'data'), [2, 4])
+    load_script('prepare_benchmarks').prepare_sets([osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR')],
+                                                   str(tmp_path / 'data'), [2, 4])
     ghostsr_main(['benchmark', 'bicubic', '--data', str(tmp_path / 'data'), '--scales', '2', '4',
                   '--out', str(tmp_path / 'out')])
     for scale, psnr, ssim in ((2, 33.66, 0.9299), (4, 28.42, 0.8104)):
@@ -195,6 +195,7 @@ def test_benchmark_bad_inputs(tiny_benchmark, tmp_path, capsys):
     with open(broken, 'wb') as f:
         f.write(b'\x89PNG\r\n\x1a\n truncated')
     expect_error(capsys, [*base, 'bicubic', '--scales', '2'], 'cannot read image', 'LRbicx2/coffee.png')
+    assert not bench['out'].exists()  # a failed run leaves no (empty) --out folder
     ghostsr_main([*base, 'bicubic', '--scales', '2', '--skip_corrupt'])
     result = json.loads((bench['out'] / 'bicubic_x2.json').read_text())['sets']['Tiny']
     assert [r['image'] for r in result['images']] == ['astronaut'] and 'coffee.png' in result['skipped'][0]
