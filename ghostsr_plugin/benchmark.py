@@ -71,7 +71,8 @@ def add_arguments(parser):
                         '(GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
-    parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
+    parser.add_argument('--skip_corrupt', action='store_true',
+                        help='report and skip unreadable images and images too small to measure')
     parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
 
 

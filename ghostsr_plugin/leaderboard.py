@@ -12,6 +12,7 @@ Example: ghostsr leaderboard results/benchmark --out results/leaderboard
 import csv
 import io
 import json
+import math
 import os
 import os.path as osp
 import sys
@@ -35,6 +36,16 @@ def add_arguments(parser):
 def _is_result(record):
     """Whether a JSON record is a ``ghostsr benchmark`` result (of any format version): it has its ``format``."""
     return isinstance(record, dict) and str(record.get('format')).startswith(RESULT_FORMAT.split('/')[0] + '/')
+
+
+def _check_metrics(file, sets):
+    """Fail on a set's PSNR or SSIM that is no number, such as the NaN older versions wrote for tiny images."""
+    for set_name, result in sets.items():
+        for metric in ('psnr', 'ssim'):
+            value = result.get(metric) if isinstance(result, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise InputError(f"{file}: set '{set_name}': expected a number for '{metric}', found {value!r}; "
+                                 'rerun ghostsr benchmark for it')
 
 
 def load_results(paths):
@@ -71,6 +82,7 @@ def load_results(paths):
         if not isinstance(record['sets'], dict) or not record['sets']:
             raise InputError(f"{file}: key 'sets': expected the results of one or more test sets, "
                              f"found {record['sets']!r}")
+        _check_metrics(file, record['sets'])
         key = (record['name'], record['scale'])
         if key in seen:
             raise InputError(f"{file} and {seen[key]} both hold '{key[0]}' at x{key[1]}")

@@ -1,6 +1,7 @@
 """`ghostsr benchmark`: published bicubic figures, FLOP counting, tiled inference, result JSONs, bad input."""
 import hashlib
 import json
+import os
 import os.path as osp
 import shutil
 import sys
@@ -15,6 +16,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from ghostsr_plugin.cli import ghostsr_main
 from ghostsr_plugin.cost import cost_input, count_flops
+from ghostsr_plugin.data_prep import bicubic_downscale
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import load_state_dict, network_upscale
 from ghostsr_plugin.tiling import tiled_forward
@@ -207,6 +209,41 @@ def test_benchmark_bad_inputs(tiny_benchmark, tmp_path, capsys):
     expect_error(capsys, [*base, 'bicubic', '--scales', '2', '--overwrite'], 'GTmod2/coffee.png is 48x48 pixels',
                  'LRbicx2/coffee.png (10x10) needs 20x20')
 
+
+
+def refuse_nan(constant):
+    raise AssertionError(f'{constant} in a result file')
+
+
+@pytest.mark.parametrize('size', [2, 12, 14])
+def test_images_too_small_to_measure(tiny_benchmark, capsys, size):
+    """SSIM's 11 x 11 window must fit after cropping `scale` pixels at each border: 15 x 15 at x2."""
+    bench = tiny_benchmark
+    hr = cv2.imread(osp.join(bench['data'], 'Tiny', 'GTmod2', 'coffee.png'))[:size, :size]
+    cv2.imwrite(osp.join(bench['data'], 'Tiny', 'GTmod2', 'small.png'), hr)
+    cv2.imwrite(osp.join(bench['data'], 'Tiny', 'LRbicx2', 'small.png'), bicubic_downscale(hr, 2))
+    base = ['benchmark', 'bicubic', '--data', bench['data'], '--out', str(bench['out']), '--scales', '2']
+    expect_error(capsys, base, f'GTmod2/small.png is {size}x{size} pixels, too small to measure at x2',
+                 'at least 15x15')
+    assert not bench['out'].exists()
+
+    ghostsr_main([*base, '--skip_corrupt'])
+    assert 'skipped: ' in capsys.readouterr().out
+    result = json.loads((bench['out'] / 'bicubic_x2.json').read_text(), parse_constant=refuse_nan)['sets']['Tiny']
+    assert [r['image'] for r in result['images']] == ['astronaut', 'coffee'] and 'small.png' in result['skipped'][0]
+
+
+def test_the_smallest_measurable_image_gives_numbers(tiny_benchmark):
+    bench = tiny_benchmark
+    hr = cv2.imread(osp.join(bench['data'], 'Tiny', 'GTmod2', 'coffee.png'))[:16, :16]  # 12 x 12 after the crop
+    for folder in ('GTmod2', 'LRbicx2'):
+        shutil.rmtree(osp.join(bench['data'], 'Tiny', folder))
+        os.makedirs(osp.join(bench['data'], 'Tiny', folder))
+    cv2.imwrite(osp.join(bench['data'], 'Tiny', 'GTmod2', 'edge.png'), hr)
+    cv2.imwrite(osp.join(bench['data'], 'Tiny', 'LRbicx2', 'edge.png'), bicubic_downscale(hr, 2))
+    ghostsr_main(['benchmark', 'bicubic', '--data', bench['data'], '--out', str(bench['out']), '--scales', '2'])
+    result = json.loads((bench['out'] / 'bicubic_x2.json').read_text(), parse_constant=refuse_nan)['sets']['Tiny']
+    assert 0 < result['ssim'] <= 1 and result['psnr'] > 0
 
 
 def test_weights_key_asked_for_must_be_there(tiny_benchmark, tmp_path, capsys, monkeypatch):
