@@ -38,7 +38,12 @@ def _replace(temporary, path):
         old = _temporary_name(path) if osp.lexists(path) else None
         if old:
             os.rename(path, old)
-        os.rename(temporary, path)
+        try:
+            os.rename(temporary, path)
+        except OSError:
+            if old:
+                os.rename(old, path)  # put the existing output back
+            raise
         if old:
             _remove(old)
     else:
