@@ -9,31 +9,9 @@ bash scripts/setup.sh
 . .venv/bin/activate
 python scripts/prepare_demo_data.py
 
-# PyTorch's CPU threads: one per core idle now (at least 1; OMP_NUM_THREADS when set). A thread on a
-# core that another process holds stalls every op for the others: with one competing process on this
-# 2-core machine, 2 threads ran 9 times slower per iteration than 1 (README, "The demo").
-idle_cores() {
-  python - <<'PY'
-import os
-import time
-
-
-def busy_and_total():
-    with open('/proc/stat') as f:
-        ticks = [int(v) for v in f.readline().split()[1:9]]
-    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
-
-
-cores = len(os.sched_getaffinity(0))
-try:
-    (busy0, total0), _, (busy1, total1) = busy_and_total(), time.sleep(1), busy_and_total()
-except OSError:  # no /proc/stat (not Linux): PyTorch's default
-    print(cores)
-else:
-    print(max(1, min(cores, round(cores * (1 - (busy1 - busy0) / max(total1 - total0, 1))))))
-PY
-}
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(idle_cores)}"
-echo "Training with $OMP_NUM_THREADS PyTorch thread(s) (the idle cores; set OMP_NUM_THREADS to choose)."
+# PyTorch's CPU threads wait for each other at the end of every op. By default a waiting thread spins,
+# so on a busy machine (a core held by another process) each op waits out the scheduler and the demo
+# ran 8-15 times slower; waiting threads that sleep give their core back (README, "The demo").
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 basicsr train -opt options/demo/ghost_edsr_x2_demo.yml
 python scripts/demo_report.py -opt options/demo/ghost_edsr_x2_demo.yml

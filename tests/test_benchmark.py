@@ -141,7 +141,7 @@ def test_benchmark_network_result_json(tiny_benchmark):
     result = json.loads((bench['out'] / 'tiny_x2.json').read_text())
 
     net = bench['net']
-    for row in result['sets']['Tiny']['images']:  # the metrics, recomputed here from the network's output
+    for row in result['sets']['Tiny']['images']:  # recomputed the same way from the network's output: exact
         gt = cv2.imread(osp.join(bench['data'], 'Tiny', 'GTmod2', row['image'] + '.png'))
         lr = cv2.imread(osp.join(bench['data'], 'Tiny', 'LRbicx2', row['image'] + '.png'))
         with torch.no_grad():
@@ -159,12 +159,14 @@ def test_benchmark_network_result_json(tiny_benchmark):
     assert result['model']['sha256'][bench['checkpoint']] == digest
     assert result['environment']['torch'] == torch.__version__ and result['metrics']['crop_border'] == 2
 
-    # The same network given by arch and checkpoint, in tiles: identical figures.
+    # The same network given by arch and checkpoint, in tiles: the same figures, within what a uint8 level
+    # flipped by float rounding (tiles sum in another order, see test_tiled_inference_equals_whole_image) moves.
     benchmark(bench, '--arch', 'GhostEDSR', '--arch_args', 'num_in_ch=3', 'num_out_ch=3', 'num_feat=8',
               'num_block=2', 'upscale=2', '--checkpoint', bench['checkpoint'], '--name', 'tiled', '--tile', '9',
               '--tile_overlap', '13')
     tiled = json.loads((bench['out'] / 'tiled_x2.json').read_text())
-    assert tiled['sets']['Tiny']['images'] == result['sets']['Tiny']['images']
+    for tiled_row, row in zip(tiled['sets']['Tiny']['images'], result['sets']['Tiny']['images'], strict=True):
+        assert tiled_row == pytest.approx(row, abs=1e-2)  # image names equal, metrics within 0.01
 
 
 def expect_error(capsys, args, *fragments):
