@@ -36,6 +36,7 @@ import torch
 from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
@@ -72,10 +73,12 @@ def add_arguments(parser):
     parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int,
                         help='LR pixels of context around each tile; at least the receptive-field radius for results '
-                        'identical to whole-image inference (GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
+                        'equal to whole-image inference within float rounding '
+                        '(GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
-    parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
+    parser.add_argument('--skip_corrupt', action='store_true',
+                        help='report and skip unreadable images and images too small to measure')
     parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
 
 
@@ -134,7 +137,8 @@ def set_order(names):
 def _sets(args):
     if not osp.isdir(args.data):
         raise InputError(f'test-set folder {args.data} does not exist (make it with scripts/prepare_benchmarks.py)')
-    sets = args.sets or [d for d in os.listdir(args.data) if osp.isdir(osp.join(args.data, d))]
+    sets = args.sets or [d for d in os.listdir(args.data)  # hidden: a set still being prepared
+                         if osp.isdir(osp.join(args.data, d)) and not d.startswith('.')]
     if not sets:
         raise InputError(f'no test sets in {args.data}: expected a folder per set, <set>/GTmod<s> and '
                          '<set>/LRbicx<s> (as scripts/prepare_benchmarks.py writes them), found none')
@@ -255,7 +259,6 @@ def run(args):
             run_network, described, cost = _load_network(model, scale, args, device)
             loaded[model['name']] = (run_network, scale, described, cost)
     latencies = _latencies(loaded, args, device)
-    os.makedirs(args.out, exist_ok=True)
     options = {k: v for k, v in vars(args).items() if k != 'run'}
     for model, scale in runs:
         if model == BICUBIC:
@@ -283,7 +286,7 @@ def run(args):
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
         path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
-        with open(path, 'w') as f:
+        with atomic_path(path) as temporary, open(temporary, 'w') as f:  # --out is made by the first result
             json.dump(record, f, indent=1)
         summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
         if cost['latency']:

@@ -3,6 +3,7 @@
 PSNR and SSIM come from BasicSR's metric functions on the Y channel with ``scale``
 pixels cropped at each border; bicubic upscaling is MATLAB's (``data_prep.matlab_bicubic``).
 """
+import math
 import os.path as osp
 
 import numpy as np
@@ -18,6 +19,11 @@ from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.tiling import tiled_forward
 
 DEFAULT_PARAM_KEYS = ('params_ema', 'params')
+SSIM_WINDOW = 11  # BasicSR's calculate_ssim: an 11 x 11 Gaussian window, valid positions only
+
+
+class UnmeasurableImageError(InputError):
+    """A test image too small for SSIM once the border is cropped (commands may skip these when asked to)."""
 
 
 def latest_checkpoint(name, root='experiments'):
@@ -112,17 +118,32 @@ def _read_pair(gt_path, lq_path, scale):
     return gt, lq
 
 
+def check_measurable(gt_path, gt, scale):
+    """Fail unless SSIM's window fits in ``gt`` once ``scale`` pixels are cropped at each border.
+
+    Smaller, BasicSR's ``calculate_ssim`` crashes inside OpenCV (nothing left) or returns NaN
+    (no valid window position).
+    """
+    h, w = gt.shape[:2]
+    if min(h, w) - 2 * scale < SSIM_WINDOW:
+        need = SSIM_WINDOW + 2 * scale
+        raise UnmeasurableImageError(
+            f'{gt_path} is {h}x{w} pixels, too small to measure at x{scale}: SSIM needs at least '
+            f'{SSIM_WINDOW}x{SSIM_WINDOW} after cropping {scale} pixels at each border, so at least {need}x{need}')
+
+
 def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate', skip_corrupt=False):
     """Per-image and mean PSNR/SSIM (Y channel, border ``scale``) of ``upscale(lr) -> sr``.
 
-    An unreadable image is an error, or with ``skip_corrupt`` reported, skipped and
-    listed under ``skipped``.
+    An unreadable image, or one too small to measure, is an error, or with ``skip_corrupt``
+    reported, skipped and listed under ``skipped``.
     """
     rows, skipped = [], []
     for name, gt_path, lq_path in tqdm(paired_images(gt_folder, lq_folder), desc=desc, unit='image'):
         try:
             gt, lq = _read_pair(gt_path, lq_path, scale)
-        except UnreadableImageError as err:
+            check_measurable(gt_path, gt, scale)
+        except (UnreadableImageError, UnmeasurableImageError) as err:
             if not skip_corrupt:
                 raise
             tqdm.write(f'skipped: {err}')
@@ -132,12 +153,12 @@ def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate', skip_corrupt
         if sr.shape != gt.shape:
             raise InputError(f'{desc}: the output for {lq_path} is {sr.shape[0]}x{sr.shape[1]} pixels, '
                              f'{gt_path} is {gt.shape[0]}x{gt.shape[1]}')
-        rows.append({
-            'image': name,
-            'psnr': calculate_psnr(sr, gt, crop_border=scale, test_y_channel=True),
-            'ssim': calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True),
-        })
+        row = {'image': name, 'psnr': calculate_psnr(sr, gt, crop_border=scale, test_y_channel=True),
+               'ssim': calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True)}
+        if any(math.isnan(row[k]) for k in ('psnr', 'ssim')):  # never written to a result
+            raise InputError(f'{desc}: {gt_path} measured {row}; NaN is no result')
+        rows.append(row)
     if not rows:
-        raise InputError(f'no readable image pairs in {gt_folder} and {lq_folder}')
+        raise InputError(f'no readable, measurable image pairs in {gt_folder} and {lq_folder}')
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ('psnr', 'ssim')}
     return {'images': rows, **mean, 'skipped': skipped}

@@ -4,12 +4,12 @@ The deploy checkpoint has the offsets as integer buffers and no logits; it loads
 same arch built with ``deploy: true`` and gives outputs identical to the eval-mode model.
 Both ``params`` and ``params_ema`` are frozen when present.
 """
-import os
 import os.path as osp
 
 import torch
 
 from ghostsr_plugin.archs import ghost_layers, named_ghost_layers
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.monitor import format_offsets
 
@@ -45,8 +45,8 @@ def run(args):
         raise InputError(f"{checkpoint}: expected a BasicSR checkpoint with 'params' and/or 'params_ema', "
                          f'found keys {found}')
     frozen = {key: freeze(load_model(opt['network_g'], checkpoint, key, loaded=state)) for key in keys}
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    torch.save({key: net.state_dict() for key, net in frozen.items()}, args.out)
+    with atomic_path(args.out) as temporary:
+        torch.save({key: net.state_dict() for key, net in frozen.items()}, temporary)
 
     for name, layer in named_ghost_layers(frozen[keys[-1]]):
         print(f'{name}: (dy, dx) = {format_offsets(layer.offset().tolist())}')

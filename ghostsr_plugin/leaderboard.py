@@ -12,10 +12,12 @@ Example: ghostsr leaderboard results/benchmark --out results/leaderboard
 import csv
 import io
 import json
+import math
 import os
 import os.path as osp
 import sys
 
+from ghostsr_plugin.atomic import atomic_paths
 from ghostsr_plugin.benchmark import BICUBIC, RESULT_FORMAT, set_order
 from ghostsr_plugin.errors import InputError
 
@@ -36,6 +38,16 @@ def _is_result(record):
     return isinstance(record, dict) and str(record.get('format')).startswith(RESULT_FORMAT.split('/')[0] + '/')
 
 
+def _check_metrics(file, sets):
+    """Fail on a set's PSNR or SSIM that is no number, such as the NaN older versions wrote for tiny images."""
+    for set_name, result in sets.items():
+        for metric in ('psnr', 'ssim'):
+            value = result.get(metric) if isinstance(result, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                raise InputError(f"{file}: set '{set_name}': expected a number for '{metric}', found {value!r}; "
+                                 'rerun ghostsr benchmark for it')
+
+
 def load_results(paths):
     """Result records from JSON files and folders of them, each with its ``file``.
 
@@ -45,7 +57,8 @@ def load_results(paths):
     files = []
     for path in paths:
         if osp.isdir(path):
-            files += [(osp.join(path, f), True) for f in sorted(os.listdir(path)) if f.endswith('.json')]
+            files += [(osp.join(path, f), True) for f in sorted(os.listdir(path))
+                      if f.endswith('.json') and not f.startswith('.')]  # hidden: a result still being written
         elif osp.isfile(path):
             files.append((path, False))
         else:
@@ -69,6 +82,7 @@ def load_results(paths):
         if not isinstance(record['sets'], dict) or not (record['sets'] or record['latency']):
             raise InputError(f"{file}: key 'sets': expected the results of one or more test sets (or a latency, "
                              f"with --latency_only), found {record['sets']!r}")
+        _check_metrics(file, record['sets'])
         key = (record['name'], record['scale'], engine(record))
         if key in seen:
             on = f' on {key[2]}' if key[2] else ''
@@ -262,11 +276,11 @@ def run(args):
     existing = [p for p in paths if osp.exists(p)]
     if existing and not args.overwrite:
         raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
-    os.makedirs(args.out, exist_ok=True)
-    with open(paths[0], 'w', encoding='utf-8') as f:
-        f.write(markdown(results))
-    with open(paths[1], 'w', encoding='utf-8') as f:
-        f.write(csv_text(results))
-    if sets:
-        plot([r for r in results if r['sets']], paths[2], plot_set)
+    with atomic_paths(paths) as outputs:  # all of them, or none
+        with open(outputs[0], 'w', encoding='utf-8') as f:
+            f.write(markdown(results))
+        with open(outputs[1], 'w', encoding='utf-8') as f:
+            f.write(csv_text(results))
+        if sets:
+            plot([r for r in results if r['sets']], outputs[2], plot_set)
     print(f'{len(results)} results -> ' + ', '.join(paths))

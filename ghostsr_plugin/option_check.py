@@ -158,6 +158,41 @@ def _check_ghost_init(check):
         check.fail('path.pretrain_network_g', 'must be empty (~) with ghost_init, which gives the initial weights')
 
 
+def _check_paired_folders(check, key):
+    """A PairedImageDataset read from disk folders: files in both, as many LQ as GT, each GT's LQ present.
+
+    BasicSR lists every non-hidden file of each folder (``paired_paths_from_folder``) and
+    asserts deep in its loader; LMDB and ``meta_info_file`` datasets list their files otherwise
+    and are not checked here.
+    """
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    from basicsr.utils import scandir
+
+    section = check.opt['datasets'][key.split('.', 1)[1]]
+    backend = section.get('io_backend')
+    if (not issubclass(DATASET_REGISTRY.get(section['type']), PairedImageDataset)
+            or not isinstance(backend, dict) or backend.get('type') != 'disk'
+            or section.get('meta_info_file') is not None
+            or not all(isinstance(section.get(k), str) for k in ('dataroot_gt', 'dataroot_lq'))):
+        return
+    gt, lq = (osp.expanduser(section[k]) for k in ('dataroot_gt', 'dataroot_lq'))
+    gt_files, lq_files = (sorted(scandir(folder)) if osp.isdir(folder) else None for folder in (gt, lq))
+    if gt_files is None or lq_files is None:
+        return
+    for root, files in (('dataroot_gt', gt_files), ('dataroot_lq', lq_files)):
+        if not files:
+            check.fail(f'{key}.{root}', f"folder '{section[root]}' holds no images")
+    if len(gt_files) != len(lq_files):
+        check.fail(f'{key}.dataroot_lq', f"folder '{section['dataroot_lq']}' holds {len(lq_files)} images, "
+                   f"dataroot_gt '{section['dataroot_gt']}' holds {len(gt_files)}; expected one LQ image per GT image")
+    template, lq_names = check.get(f'{key}.filename_tmpl', str, required=False) or '{}', set(lq_files)
+    for name in gt_files:
+        stem, ext = osp.splitext(name)
+        if f'{template.format(stem)}{ext}' not in lq_names:
+            check.fail(f'{key}.dataroot_lq', f"folder '{section['dataroot_lq']}' has no "
+                       f"'{template.format(stem)}{ext}' for the GT image '{name}' (filename_tmpl '{template}')")
+
+
 def check_ghost_init_file(path):
     """Load ``path`` and check its ``network_g`` and ``ghost_init`` (for ``ghostsr cluster-init``)."""
     opt = load_option_file(path)
@@ -221,6 +256,7 @@ def check_options(path, is_train, force_yml=None):
         check.registered(f'{key}.type', DATASET_REGISTRY, 'dataset')
         for root in ('dataroot_gt', 'dataroot_lq'):
             check.folder(f'{key}.{root}')
+        _check_paired_folders(check, key)
     check.get('path', dict)
     check.file('path.pretrain_network_g')
 

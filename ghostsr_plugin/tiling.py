@@ -4,7 +4,8 @@ Each tile's core (``tile`` x ``tile`` LR pixels) is run with ``overlap`` extra L
 context on every side, and only the core's output is kept. An output pixel depends only
 on input pixels within the network's receptive-field radius, and zero padding at a crop
 edge disturbs outputs only up to that radius inside it; so when ``overlap`` is at least
-the radius, every kept pixel equals whole-image inference.
+the radius, every kept pixel equals whole-image inference up to float rounding (the
+convolution kernels may sum in another order for another input size).
 """
 import torch
 

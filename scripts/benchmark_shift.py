@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
 import os.path as osp
 import re
 import statistics
@@ -39,6 +38,7 @@ from tqdm import tqdm
 
 from ghostsr_plugin import cost, ops
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.data_prep import positive_int
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.ops import extension, reference
@@ -296,8 +296,7 @@ def main():
               'runs': args.runs, 'warmup': args.warmup, 'offset': OFFSET, 'copy_gb_per_s': copy_gbs, 'ops': op_rows,
               'end_to_end': benchmark_end_to_end(args, device) if args.e2e_size else []}
     print_tables(result)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
+    with atomic_path(path) as temporary, open(temporary, 'w') as f:
         json.dump(result, f, indent=1)
     print(f'\nwrote {path}')
 

@@ -18,6 +18,7 @@ from functools import partial
 
 import torch
 
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.benchmark import set_folders
 from ghostsr_plugin.data_prep import matlab_bicubic
 from ghostsr_plugin.errors import InputError, exit_on_input_error
@@ -89,7 +90,7 @@ def experiment(args):
     for method, by_set in results.items():
         print(f'| {method} | ' + ' | '.join(f"{r['psnr']:.2f} / {r['ssim']:.4f}" for r in by_set.values()) + ' |')
     if args.json:
-        with open(args.json, 'w') as f:
+        with atomic_path(args.json) as temporary, open(temporary, 'w') as f:
             json.dump(results, f, indent=2)
 
 

@@ -5,18 +5,18 @@ writes ``<out>/<set>/GTmod{s}/<name>.png`` (HR cropped to a multiple of s) and
 ``<out>/<set>/LRbicx{s}/<name>.png`` (MATLAB-style bicubic x1/s of it, rounded to uint8).
 The set's name is the folder's name, or its parent's when the folder is called ``HR``.
 Grayscale images are replicated to three channels, as BasicSR and EDSR load them.
-Existing output folders are refused unless --overwrite (which replaces them).
+Existing output folders are refused unless --overwrite (which replaces them). The output is
+written whole or not at all: a run that stops on a bad image leaves nothing behind.
 
 Example: python scripts/prepare_benchmarks.py ../shared/data/benchmark/Set5/HR --out datasets/benchmark
 """
 import argparse
-import os
 import os.path as osp
-import shutil
 
 import cv2
 from tqdm import tqdm
 
+from ghostsr_plugin.atomic import atomic_paths
 from ghostsr_plugin.data_prep import (
     UnreadableImageError,
     bicubic_downscale,
@@ -34,7 +34,7 @@ def set_name(folder):
 
 
 def output_folders(hr_folders, out_root, scales):
-    """The GTmod{s} and LRbicx{s} folders the HR folders are written to; fails if two folders make one set."""
+    """{(HR folder, scale): (GTmod{s} folder, LRbicx{s} folder)}; fails if two HR folders make one set."""
     sets = {}
     for folder in hr_folders:
         name = set_name(folder)
@@ -42,17 +42,13 @@ def output_folders(hr_folders, out_root, scales):
             raise InputError(f"{sets[name]} and {folder} both make the set '{name}'; prepare them separately "
                              'with different --out')
         sets[name] = folder
-    return [osp.join(out_root, name, f'{kind}{s}') for name in sets for s in scales for kind in ('GTmod', 'LRbicx')]
+    return {(folder, s): tuple(osp.join(out_root, name, f'{kind}{s}') for kind in ('GTmod', 'LRbicx'))
+            for name, folder in sets.items() for s in scales}
 
 
-def prepare_set(hr_folder, out_root, scales, skip_corrupt=False):
-    """Write GTmod{s}/LRbicx{s} for one HR folder; returns the set's output folder."""
-    names = list_images(hr_folder)
-    out = osp.join(out_root, set_name(hr_folder))
-    for s in scales:
-        os.makedirs(osp.join(out, f'GTmod{s}'), exist_ok=True)
-        os.makedirs(osp.join(out, f'LRbicx{s}'), exist_ok=True)
-    for name in tqdm(names, desc=set_name(hr_folder), unit='image'):
+def write_set(hr_folder, folders, skip_corrupt=False):
+    """Write one HR folder's images into ``folders``: {scale: (GTmod folder, LRbicx folder)}."""
+    for name in tqdm(list_images(hr_folder), desc=set_name(hr_folder), unit='image'):
         path = osp.join(hr_folder, name)
         try:
             hr = read_color_image(path)
@@ -62,14 +58,32 @@ def prepare_set(hr_folder, out_root, scales, skip_corrupt=False):
             tqdm.write(f'skipped: {err}')
             continue
         png = osp.splitext(name)[0] + '.png'
-        for s in scales:
+        for s, (gt_folder, lr_folder) in folders.items():
             try:
                 gt = mod_crop(hr, s)
             except InputError as err:
                 raise InputError(f'{path}: {err}') from None
-            cv2.imwrite(osp.join(out, f'GTmod{s}', png), gt)
-            cv2.imwrite(osp.join(out, f'LRbicx{s}', png), bicubic_downscale(gt, s))
-    return out
+            cv2.imwrite(osp.join(gt_folder, png), gt)
+            cv2.imwrite(osp.join(lr_folder, png), bicubic_downscale(gt, s))
+
+
+def prepare_sets(hr_folders, out_root, scales, skip_corrupt=False, overwrite=False):
+    """Write GTmod{s}/LRbicx{s} of every HR folder, all of them or (on an error) none.
+
+    Existing output folders are refused unless ``overwrite``, and then replaced only once all
+    new ones are complete.
+    """
+    outputs = output_folders(hr_folders, out_root, scales)
+    paths = [p for pair in outputs.values() for p in pair]
+    existing = [p for p in paths if osp.exists(p)]
+    if existing and not overwrite:
+        raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
+    with atomic_paths(paths, folders=True) as temporaries:
+        written = dict(zip(paths, temporaries))
+        for folder in hr_folders:
+            write_set(folder, {s: tuple(written[p] for p in outputs[folder, s]) for s in scales}, skip_corrupt)
+    for folder in hr_folders:
+        print(f'{folder} -> {osp.join(out_root, set_name(folder))}')
 
 
 def main():
@@ -81,13 +95,7 @@ def main():
     parser.add_argument('--overwrite', action='store_true', help='replace existing output folders')
     args = parser.parse_args()
     with exit_on_input_error(parser):
-        for path in output_folders(args.hr_folders, args.out, args.scales):
-            if osp.exists(path):
-                if not args.overwrite:
-                    raise InputError(f'{path} exists; pass --overwrite to replace it')
-                shutil.rmtree(path)
-        for folder in args.hr_folders:
-            print(f'{folder} -> {prepare_set(folder, args.out, args.scales, args.skip_corrupt)}')
+        prepare_sets(args.hr_folders, args.out, args.scales, args.skip_corrupt, args.overwrite)
 
 
 if __name__ == '__main__':

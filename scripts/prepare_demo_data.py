@@ -8,19 +8,20 @@ validation. LR images are MATLAB-style bicubic x``scale``, as in the SR literatu
 Writes BasicSR's paired-folder layout under ``--out``:
 ``train/HR_sub``, ``train/LR_bicubic/X{s}_sub``, ``val/GTmod{s}``, ``val/LRbicx{s}``, and last
 ``prepared.json`` with the build's parameters. A folder whose ``prepared.json`` matches is
-reused; one without it (an interrupted build) or built with other parameters is rebuilt.
+reused; one built with other parameters is rebuilt. The folder is built under a temporary
+name and renamed when complete, so an interrupted build leaves nothing behind.
 """
 import argparse
 import json
 import os
 import os.path as osp
-import shutil
 
 import cv2
 import numpy as np
 import skimage.data
 from tqdm import tqdm
 
+from ghostsr_plugin.atomic import atomic_folder
 from ghostsr_plugin.data_prep import (
     IMAGE_SUFFIXES,
     bicubic_downscale,
@@ -69,18 +70,14 @@ def read_marker(out):
         return None
 
 
-def clear_output(out, overwrite):
-    """Remove an earlier (possibly partial) build at ``out``; refuses a folder that holds anything else."""
+def check_replaceable(out, overwrite):
+    """Refuse to replace ``out`` unless it is an earlier (possibly partial) build or ``overwrite``."""
     if not osp.exists(out):
         return
     foreign = sorted(set(os.listdir(out)) - {'train', 'val', MARKER}) if osp.isdir(out) else [out]
     if foreign and not overwrite:
         raise InputError(f'{out} exists and is not a demo set built by this script (it holds {foreign[0]}); '
                          'pass --overwrite to replace it, or choose another --out')
-    if osp.isdir(out):
-        shutil.rmtree(out)
-    else:
-        os.remove(out)
 
 
 def build(args):
@@ -93,12 +90,24 @@ def build(args):
     if osp.exists(args.out):
         why = '--overwrite' if args.overwrite else f'no {MARKER} (an interrupted build) or other parameters'
         print(f'{args.out} exists; rebuilding it ({why}).')
-    clear_output(args.out, args.overwrite)
+    check_replaceable(args.out, args.overwrite)
+    if extra:
+        print(f'Adding {len(extra)} training photos from {args.extra}')
+    with atomic_folder(args.out) as out:  # replaces an earlier build only once this one is complete
+        num_crops, num_sources = write_demo_set(out, s, args.lr_size, extra)
+        with open(osp.join(out, MARKER), 'w', encoding='utf-8') as f:
+            json.dump(parameters, f, indent=1)
+    print(f'Wrote {num_crops} training pairs from {num_sources} photos and {len(HELD_OUT)} held-out '
+          f'validation images ({", ".join(HELD_OUT)}) to {args.out}')
+
+
+def write_demo_set(out, s, lr_size, extra):
+    """Write the held-out and training pairs under ``out``; returns (training pairs, training photos)."""
     folders = {
-        'train_hr': osp.join(args.out, 'train', 'HR_sub'),
-        'train_lr': osp.join(args.out, 'train', 'LR_bicubic', f'X{s}_sub'),
-        'val_hr': osp.join(args.out, 'val', f'GTmod{s}'),
-        'val_lr': osp.join(args.out, 'val', f'LRbicx{s}'),
+        'train_hr': osp.join(out, 'train', 'HR_sub'),
+        'train_lr': osp.join(out, 'train', 'LR_bicubic', f'X{s}_sub'),
+        'val_hr': osp.join(out, 'val', f'GTmod{s}'),
+        'val_lr': osp.join(out, 'val', f'LRbicx{s}'),
     }
     for folder in folders.values():
         os.makedirs(folder, exist_ok=True)
@@ -111,19 +120,15 @@ def build(args):
     sources = [(name, lambda name=name: skimage_photo(name)) for name in TRAIN]
     if extra:
         sources += [(osp.splitext(osp.basename(f))[0], lambda f=f: read_color_image(f)) for f in extra]
-        print(f'Adding {len(extra)} training photos from {args.extra}')
     num_crops = 0
     for name, load in tqdm(sources, desc='demo training pairs', unit='image'):
         hr = mod_crop(load(), s)
         lr = bicubic_downscale(hr, s)
-        for i, (hr_crop, lr_crop) in enumerate(paired_crops(hr, lr, s, args.lr_size, args.lr_size)):
+        for i, (hr_crop, lr_crop) in enumerate(paired_crops(hr, lr, s, lr_size, lr_size)):
             cv2.imwrite(osp.join(folders['train_hr'], f'{name}_s{i:03d}.png'), hr_crop)
             cv2.imwrite(osp.join(folders['train_lr'], f'{name}_s{i:03d}.png'), lr_crop)
             num_crops += 1
-    with open(osp.join(args.out, MARKER), 'w', encoding='utf-8') as f:  # last: the build is complete
-        json.dump(parameters, f, indent=1)
-    print(f'Wrote {num_crops} training pairs from {len(sources)} photos and {len(HELD_OUT)} held-out '
-          f'validation images ({", ".join(HELD_OUT)}) to {args.out}')
+    return num_crops, len(sources)
 
 
 def main():

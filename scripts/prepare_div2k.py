@@ -16,7 +16,6 @@ Example: python scripts/prepare_div2k.py --root datasets/DIV2K --scales 2 3 4 --
 import argparse
 import os
 import os.path as osp
-import shutil
 from contextlib import nullcontext
 from functools import partial
 from multiprocessing import Pool
@@ -24,6 +23,7 @@ from multiprocessing import Pool
 import cv2
 from tqdm import tqdm
 
+from ghostsr_plugin.atomic import atomic_paths
 from ghostsr_plugin.data_prep import list_images, positive_int, read_color_image, sub_images
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 
@@ -54,14 +54,14 @@ def _write_crops(img, folder, stem, size, step, thresh_size, source):
     return index
 
 
-def crop_image(name, root, scales, crop_size, step, thresh_size):
-    """Write the sub-images of one HR image and of its LR images; returns the number of crops per folder."""
+def crop_image(name, root, folders, crop_size, step, thresh_size):
+    """Write the sub-images of one HR image and of its LR images into ``folders`` (as ``output_folders``
+    names them: None for HR, a scale for LR); returns the number of crops per folder."""
     stem = osp.splitext(name)[0]
     hr_path = osp.join(root, HR_FOLDER, name)
     hr = read_color_image(hr_path)
-    folders = output_folders(root, scales)
     count = _write_crops(hr, folders[None], stem, crop_size, step, thresh_size, hr_path)
-    for s in scales:
+    for s in (s for s in folders if s is not None):
         lr_path = osp.join(lr_folder(root, s), f'{stem}x{s}.png')
         lr = read_color_image(lr_path)
         if (lr.shape[0] * s, lr.shape[1] * s) != hr.shape[:2]:
@@ -110,22 +110,20 @@ def main():
         names = check_inputs(args.root, args.scales, args.crop_size, args.step)
         folders = output_folders(args.root, args.scales)
         lmdbs = lmdb_paths(args.root, args.scales) if args.lmdb else {}
-        outputs = [*folders.values(), *lmdbs.values()]
-        for path in outputs:
-            if osp.exists(path):
-                if not args.overwrite:
-                    raise InputError(f'{path} exists; pass --overwrite to replace it')
-                shutil.rmtree(path)
-        for folder in folders.values():
-            os.makedirs(folder)
-        work = partial(crop_image, root=args.root, scales=args.scales, crop_size=args.crop_size, step=args.step,
-                       thresh_size=args.thresh_size)
-        with Pool(args.workers) if args.workers > 1 else nullcontext() as pool:
-            jobs = pool.imap_unordered(work, names) if pool else map(work, names)
-            counts = list(tqdm(jobs, total=len(names), desc='sub-images', unit='image'))
+        existing = [p for p in [*folders.values(), *lmdbs.values()] if osp.exists(p)]
+        if existing and not args.overwrite:
+            raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
+        # Written whole or not at all: under temporary names, renamed when every output is complete.
+        with atomic_paths(folders.values(), folders=True) as folder_temps, atomic_paths(lmdbs.values()) as lmdb_temps:
+            temporary = dict(zip(folders, folder_temps))
+            work = partial(crop_image, root=args.root, folders=temporary, crop_size=args.crop_size, step=args.step,
+                           thresh_size=args.thresh_size)
+            with Pool(args.workers) if args.workers > 1 else nullcontext() as pool:
+                jobs = pool.imap_unordered(work, names) if pool else map(work, names)
+                counts = list(tqdm(jobs, total=len(names), desc='sub-images', unit='image'))
+            for key, lmdb_temp in zip(lmdbs, lmdb_temps):
+                make_lmdb(temporary[key], lmdb_temp)
         print(f'{sum(counts)} sub-images of {len(names)} images in each of: {", ".join(folders.values())}')
-        for key, lmdb_path in lmdbs.items():
-            make_lmdb(folders[key], lmdb_path)
 
 
 if __name__ == '__main__':

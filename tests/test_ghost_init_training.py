@@ -60,7 +60,7 @@ def test_train_runs_the_init_once_and_resume_skips_it(tmp_path, init_options, ru
     trained = torch.load(tmp_path / 'experiments' / init_options['name'] / 'models' / 'net_g_2.pth',
                          weights_only=True)
     for name, value in offline.items():
-        if not name.endswith('logits'):
+        if not name.endswith('logits'):  # bit for bit: the same code on the same data, then copies
             assert torch.equal(trained['params'][name], value), name
             assert torch.allclose(trained['params_ema'][name], value, atol=1e-6), name
 

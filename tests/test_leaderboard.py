@@ -80,6 +80,10 @@ def test_leaderboard_bad_inputs(tmp_path, capsys):
         load_results([str(tmp_path / 'bad.json')])
     with pytest.raises(InputError, match=r"result0\.json: key 'latency' missing"):
         load_results(write_results(tmp_path / 'partial', {k: v for k, v in PLAIN.items() if k != 'latency'}))
+    nan = {**PLAIN, 'sets': {**PLAIN['sets'], 'Set5': {'psnr': 30.1, 'ssim': float('nan')}}}  # as older versions wrote
+    expect_cli_error(capsys, ['leaderboard', *write_results(tmp_path / 'nan', nan), '--out', str(tmp_path / 'nan_b')],
+                     "result0.json: set 'Set5': expected a number for 'ssim', found nan", main=ghostsr_main)
+    assert not (tmp_path / 'nan_b').exists()
     (tmp_path / 'empty').mkdir()
     with pytest.raises(InputError, match=r'no result JSONs in .*empty'):
         load_results([str(tmp_path / 'empty')])
@@ -95,6 +99,7 @@ def test_folder_skips_other_json_files(tmp_path, capsys):
     write_results(folder, PLAIN, GHOST)
     shift = {'device': 'NVIDIA H100', 'date': '2026-11-22', 'ops': []}  # scripts/benchmark_shift.py's output
     (folder / 'shift_nvidia-h100_2026-11-22.json').write_text(json.dumps(shift))
+    (folder / '.tmp-0a1b2c3d-result2.json').write_text('{"format": ')  # a result still being written
     ghostsr_main(['leaderboard', str(folder), '--out', str(tmp_path / 'board')])
     assert (tmp_path / 'board' / 'leaderboard.md').read_text() == EXPECTED_MARKDOWN
     err = capsys.readouterr().err

@@ -18,9 +18,10 @@ OPTION_FILES = sorted(glob.glob(osp.join(REPO_ROOT, 'options', '**', '*.yml'), r
 def test_option_file_is_valid(path, tmp_path, monkeypatch):
     opt = load_option_file(path)
     monkeypatch.chdir(tmp_path)  # the data folders the file names, relative to a run directory
-    for dataset in opt['datasets'].values():
-        for key in ('dataroot_gt', 'dataroot_lq'):
+    for dataset in opt['datasets'].values():  # one image pair in each (the check lists the files, reads none)
+        for key, name in (('dataroot_gt', 'a'), ('dataroot_lq', dataset.get('filename_tmpl', '{}').format('a'))):
             os.makedirs(dataset[key])
+            open(osp.join(dataset[key], f'{name}.png'), 'wb').close()
     # The checkpoints the file starts from or tests (the check only loads them).
     for checkpoint in ((opt.get('ghost_init') or {}).get('checkpoint'), opt['path'].get('pretrain_network_g')):
         if checkpoint:

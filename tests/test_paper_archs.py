@@ -145,6 +145,7 @@ def test_ghost_arch_in_eval_is_the_plain_arch_with_reference_ghost_layers(plain)
     reference.load_state_dict({k: v for k, v in ghost_net.state_dict().items() if not k.endswith('.logits')})
     assert len({tuple(layer.offset()[0].tolist()) for _, layer in named_ghost_layers(ghost_net)}) > 1
     x = torch.rand(2, 3, 9, 8)
+    # Bit for bit: the same convs on the same sizes; the Ghost op and shift + cat are pure copies.
     assert torch.equal(ghost_net(x), reference(x))
 
 
@@ -164,7 +165,7 @@ def test_frozen_equals_eval_and_loads_into_the_deploy_arch(arch):
     x = torch.rand(2, 3, 8, 7)
     expected = net(x)
     frozen = freeze(copy.deepcopy(net))
-    assert torch.equal(frozen(x), expected)
+    assert torch.equal(frozen(x), expected)  # the same arithmetic: only the offset's source differs
     deploy = build(arch, orientation_groups=2, deploy=True)
     deploy.load_state_dict(frozen.state_dict())  # strict
     assert all(layer.frozen for _, layer in named_ghost_layers(deploy))

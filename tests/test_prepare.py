@@ -115,7 +115,7 @@ def write_hr_folder(folder):
 def test_prepared_benchmark_matches_independent_computation(tmp_path):
     hr_folder = write_hr_folder(tmp_path / 'Tiny' / 'HR')
     out = tmp_path / 'benchmark'
-    load_script('prepare_benchmarks').prepare_set(str(hr_folder), str(out), [2, 3, 4])
+    load_script('prepare_benchmarks').prepare_sets([str(hr_folder)], str(out), [2, 3, 4])
     for name in ('color', 'gray'):
         hr = np.asarray(Image.open(hr_folder / f'{name}.png').convert('RGB'))  # grayscale: R = G = B
         for s in (2, 3, 4):
@@ -126,25 +126,43 @@ def test_prepared_benchmark_matches_independent_computation(tmp_path):
 
 
 def test_prepare_benchmarks_bad_inputs(tmp_path, capsys):
-    prepare_set = load_script('prepare_benchmarks').prepare_set
+    prepare_sets = load_script('prepare_benchmarks').prepare_sets
     (tmp_path / 'empty').mkdir()
     with pytest.raises(InputError, match=r'no images .* in .*empty'):
-        prepare_set(str(tmp_path / 'empty'), str(tmp_path / 'out'), [2])
+        prepare_sets([str(tmp_path / 'empty')], str(tmp_path / 'out'), [2])
     with pytest.raises(InputError, match='does not exist'):
-        prepare_set(str(tmp_path / 'nowhere'), str(tmp_path / 'out'), [2])
+        prepare_sets([str(tmp_path / 'nowhere')], str(tmp_path / 'out'), [2])
 
     folder = write_hr_folder(tmp_path / 'Set')
     (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
     with pytest.raises(InputError, match=r'cannot read image .*broken\.png'):
-        prepare_set(str(folder), str(tmp_path / 'out'), [2])
-    prepare_set(str(folder), str(tmp_path / 'out'), [2], skip_corrupt=True)
+        prepare_sets([str(folder)], str(tmp_path / 'out'), [2])
+    prepare_sets([str(folder)], str(tmp_path / 'out'), [2], skip_corrupt=True)
     assert 'skipped: cannot read image' in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / 'out' / 'Set' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
 
     (folder / 'broken.png').unlink()
     cv2.imwrite(str(folder / 'tiny.png'), np.zeros((1, 5, 3), np.uint8))
     with pytest.raises(InputError, match=r'tiny\.png: image of 1x5 pixels is smaller than the scale x2'):
-        prepare_set(str(folder), str(tmp_path / 'out'), [2])
+        prepare_sets([str(folder)], str(tmp_path / 'out'), [2], overwrite=True)
+    # The failed --overwrite kept the earlier output as it was.
+    assert sorted(p.name for p in (tmp_path / 'out' / 'Set' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
+
+
+def test_prepare_benchmarks_failing_midway_leaves_nothing(tmp_path, monkeypatch, capsys):
+    prepare = load_script('prepare_benchmarks')
+    good = str(write_hr_folder(tmp_path / 'Good'))
+    bad = write_hr_folder(tmp_path / 'Bad')
+    (bad / 'zz_broken.png').write_bytes(b'not an image')  # read last: the set's first images are written by then
+    out = tmp_path / 'nested' / 'benchmark'
+    assert run_script(prepare, monkeypatch, good, str(bad), '--out', str(out), '--scales', '2', '3') == 2
+    assert 'cannot read image' in capsys.readouterr().err
+    assert not (tmp_path / 'nested').exists()  # not even the folders it made
+
+    (bad / 'zz_broken.png').unlink()
+    assert run_script(prepare, monkeypatch, good, str(bad), '--out', str(out), '--scales', '2', '3') == 0
+    assert sorted(p.name for p in out.iterdir()) == ['Bad', 'Good']
+    assert sorted(p.name for p in (out / 'Bad' / 'LRbicx3').iterdir()) == ['color.png', 'gray.png']
 
 
 def basicsr_grid(length, crop_size, step, thresh_size=0):
@@ -222,12 +240,31 @@ def test_prepare_div2k_bad_inputs(fake_div2k):
         div2k.check_inputs(str(root), [2, 4], 96, 40)
 
     cv2.imwrite(str(root / 'DIV2K_train_LR_bicubic' / 'X2' / '0001x2.png'), np.zeros((10, 10, 3), np.uint8))
-    for folder in div2k.output_folders(str(root), [2]).values():
+    folders = div2k.output_folders(str(root), [2])
+    for folder in folders.values():
         os.makedirs(folder)
     with pytest.raises(InputError, match=r'0001x2\.png is 10x10 pixels; x2 of .*0001\.png'):
-        div2k.crop_image('0001.png', str(root), [2], 96, 40, 0)
+        div2k.crop_image('0001.png', str(root), folders, 96, 40, 0)
     with pytest.raises(InputError, match=r'0001\.png is 504x504 pixels, smaller than the 600x600 crop'):
-        div2k.crop_image('0001.png', str(root), [2], 600, 40, 0)
+        div2k.crop_image('0001.png', str(root), folders, 600, 40, 0)
+
+
+def test_prepare_div2k_failing_midway_leaves_nothing(fake_div2k, monkeypatch, capsys):
+    div2k = load_script('prepare_div2k')
+    root, _ = fake_div2k
+    before = sorted(p.name for p in root.iterdir())
+    broken = root / 'DIV2K_train_LR_bicubic' / 'X4' / '0003x4.png'  # the last image: earlier crops are written
+    good = broken.read_bytes()
+    broken.write_bytes(b'not an image')
+    args = ['--root', str(root), '--scales', '2', '4', '--crop_size', '96', '--step', '40', '--lmdb']
+    assert run_script(div2k, monkeypatch, *args) == 2
+    assert 'cannot read image' in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert sorted(p.name for p in (root / 'DIV2K_train_LR_bicubic').iterdir()) == ['X2', 'X4']
+
+    broken.write_bytes(good)
+    assert run_script(div2k, monkeypatch, *args) == 0
+    assert (root / 'DIV2K_train_LR_bicubic' / 'X4_sub').is_dir() and (root / 'DIV2K_train_HR_sub.lmdb').is_dir()
 
 
 def run_script(module, monkeypatch, *args):
@@ -306,3 +343,19 @@ def test_demo_data_is_rebuilt_unless_complete_with_the_same_parameters(tmp_path,
     assert 'is not a demo set built by this script (it holds notes.txt)' in capsys.readouterr().err
     assert (tmp_path / 'mine' / 'notes.txt').is_file()
     assert run_script(demo, monkeypatch, *args, '--scale', '-1') == 2
+
+
+def test_demo_data_failing_midway_leaves_nothing(tmp_path, monkeypatch, capsys):
+    demo = load_script('prepare_demo_data')
+    monkeypatch.setattr(demo, 'HELD_OUT', ('chelsea',))
+    monkeypatch.setattr(demo, 'TRAIN', ('coffee',))
+    extra = write_hr_folder(tmp_path / 'extra')
+    (extra / 'zz_broken.png').write_bytes(b'not an image')  # read after the other photos' pairs are written
+    args = ['--out', str(tmp_path / 'data' / 'demo'), '--extra', str(extra), '--lr_size', '16']
+    assert run_script(demo, monkeypatch, *args) == 2
+    assert 'cannot read image' in capsys.readouterr().err
+    assert not (tmp_path / 'data').exists()
+
+    (extra / 'zz_broken.png').unlink()
+    assert run_script(demo, monkeypatch, *args) == 0
+    assert (tmp_path / 'data' / 'demo' / 'prepared.json').is_file()

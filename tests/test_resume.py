@@ -43,6 +43,7 @@ def test_resumed_run_has_the_same_temperatures_orientations_and_weights(tmp_path
     assert orientations['parts'] == orientations['whole'] and len(orientations['whole']) == 6
 
     states = {n: torch.load(e / 'models' / 'net_g_latest.pth', weights_only=True) for n, e in exps.items()}
+    # Bit for bit: both runs do the same arithmetic in the same order on this machine; resume changes none of it.
     for key in ('params', 'params_ema'):
         for name, value in states['whole'][key].items():
             assert torch.equal(states['parts'][key][name], value), f'{key}.{name}'

@@ -82,7 +82,7 @@ class GhostConv2d(nn.Module):
         side = 2 * max_shift + 1
         if deploy:
             self.register_buffer('offsets', torch.zeros(orientation_groups, 2, dtype=torch.long))
-            self.static_offsets = ((0, 0),) * orientation_groups
+            self._sync_static_offsets()
         else:
             self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
             # The official code's init: He-uniform on a (1, 1, side, side) kernel.
@@ -124,8 +124,14 @@ class GhostConv2d(nn.Module):
         return self
 
     def _sync_static_offsets(self):
-        if self.offsets.device.type != 'meta':
-            self.static_offsets = tuple(tuple(offset) for offset in self.offsets.tolist())
+        """``static_offsets`` and the ONNX form's depthwise ``shift_kernel`` (not saved) from ``offsets``."""
+        if self.offsets.device.type == 'meta':
+            self.static_offsets = ((0, 0),) * self.offsets.shape[0]
+            return
+        self.static_offsets = tuple(tuple(offset) for offset in self.offsets.tolist())
+        if self.primary.groups == 1:
+            kernel = traceable.shift_kernel(self.static_offsets, self.num_ghost, self.max_shift)
+            self.register_buffer('shift_kernel', kernel.to(self.offsets.device), persistent=False)
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
@@ -154,6 +160,8 @@ class GhostConv2d(nn.Module):
         groups = self.primary.groups
         if self.frozen and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
             # A graph: the shift as plain tensor ops (per conv group on (N, groups, C / groups, H, W)).
+            if groups == 1 and torch.onnx.is_in_onnx_export():
+                return traceable.ghost_features_by_conv(x1, self.shift_kernel)
             if groups == 1:
                 return traceable.ghost_features(x1, self.num_ghost, self.static_offsets)
             out = traceable.ghost_features(x1.unflatten(1, (groups, -1)), self.num_ghost // groups,

@@ -7,12 +7,12 @@ section says (see ghostsr_plugin.init.from_options), and writes a BasicSR checkp
 
 Example: ghostsr cluster-init -opt options/train/GhostEDSR/train_GhostEDSR_Mx2_init.yml --out ghost_init.pth
 """
-import os
 import os.path as osp
 
 import torch
 from basicsr.archs import build_network
 
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.option_check import check_ghost_init_file
 
@@ -35,8 +35,7 @@ def run(args):
     choices = ghost_init_from_section(net, opt['ghost_init'], progress=True)
     for line in summary_lines(choices):
         print(f'  {line}')
-    if osp.dirname(args.out):
-        os.makedirs(osp.dirname(args.out), exist_ok=True)
     state = net.state_dict()
-    torch.save({'params': state, 'params_ema': state}, args.out)
+    with atomic_path(args.out) as temporary:
+        torch.save({'params': state, 'params_ema': state}, temporary)
     print(f"Wrote {args.out} ({opt['network_g']['type']}, keys params and params_ema)")

@@ -1,9 +1,13 @@
 """The frozen Ghost layer in plain tensor ops, for graphs (torch.export, ONNX, torch.compile).
 
-A frozen layer's offsets are constants, so its shift is a crop and a zero pad that every
-backend knows (ONNX: Slice, Pad, Concat; no custom domain), and inductor fuses them with the
-ops around them instead of stopping at an opaque custom op. Same convention as the
-reference: ``out[..., i, j] = x[..., i - dy, j - dx]`` inside the image, 0 elsewhere.
+A frozen layer's offsets are constants, so its shift is a zero pad with a negative far
+side (a crop), which inductor fuses with the ops around it instead of stopping at an opaque
+custom op. For ONNX the shift is a depthwise convolution with a one-hot kernel instead (the
+official code's form): ONNX runtimes keep convolutions in their blocked layouts (onnxruntime's
+NCHWc) and fuse them, while a Pad between two convolutions makes them convert the layout back
+and forth; the extra cost, 2 (2d+1)^2 FLOPs per ghost value, is about 2% of the layer's.
+Same convention as the reference: ``out[..., i, j] = x[..., i - dy, j - dx]`` inside the
+image, 0 elsewhere.
 """
 import torch
 from torch.nn import functional as F
@@ -20,15 +24,37 @@ def shift(x, dy, dx):
     return F.pad(x, (dx, -dx, dy, -dy))
 
 
+def _ghost_source(x1, num_ghost):
+    """Ghost channel ``c`` copies intrinsic channel ``c % c_intrinsic`` (channels: the third-last axis)."""
+    c_intrinsic = x1.shape[-3]
+    source = x1 if num_ghost <= c_intrinsic else torch.cat([x1] * -(-num_ghost // c_intrinsic), -3)
+    return source[..., :num_ghost, :, :]
+
+
+def shift_kernel(offsets, num_ghost, max_shift):
+    """The depthwise kernel (num_ghost, 1, 2d+1, 2d+1) whose convolution shifts each ghost by its group's offset."""
+    side = 2 * max_shift + 1
+    kernel = torch.zeros(num_ghost, 1, side, side)
+    per_group = num_ghost // len(offsets)
+    for g, (dy, dx) in enumerate(offsets):
+        kernel[g * per_group:(g + 1) * per_group, 0, max_shift - dy, max_shift - dx] = 1
+    return kernel
+
+
+def ghost_features_by_conv(x1, kernel):
+    """``ghost_features`` with the shifts as one depthwise convolution by :func:`shift_kernel` (N, C, H, W)."""
+    source = _ghost_source(x1, kernel.shape[0])
+    ghosts = F.conv2d(source, kernel.to(x1.dtype), padding=kernel.shape[-1] // 2, groups=kernel.shape[0])
+    return torch.cat([x1, ghosts], dim=1)
+
+
 def ghost_features(x1, num_ghost, offsets):
     """``ops.ghost_features`` with ``offsets`` a sequence of Python ``(dy, dx)`` pairs.
 
     ``x1`` may carry leading dims before the channel axis (a Ghost layer over a group conv
     passes (N, groups, C, H, W)); channels are the third-last axis.
     """
-    c_intrinsic = x1.shape[-3]
-    source = x1 if num_ghost <= c_intrinsic else torch.cat([x1] * -(-num_ghost // c_intrinsic), -3)
-    source = source[..., :num_ghost, :, :]  # ghost channel c copies intrinsic channel c % c_intrinsic
+    source = _ghost_source(x1, num_ghost)
     per_group = num_ghost // len(offsets)
     ghosts = [shift(source[..., g * per_group:(g + 1) * per_group, :, :], dy, dx) for g, (dy, dx) in enumerate(offsets)]
     return torch.cat([x1, *ghosts], dim=-3)
