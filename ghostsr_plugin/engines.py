@@ -11,8 +11,8 @@ import tempfile
 
 import torch
 
+from ghostsr_plugin.archs import freeze
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.freeze import freeze
 
 ENGINES = ('eager', 'compile', 'onnxruntime')
 

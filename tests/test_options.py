@@ -58,7 +58,7 @@ def test_a_shipped_test_option_file_runs_through_basicsr_test(tmp_path, tiny_pai
 
     from basicsr.archs import build_network
 
-    from ghostsr_plugin.freeze import freeze
+    from ghostsr_plugin.archs import freeze
 
     path = osp.join(REPO_ROOT, 'options', 'test', 'GhostEDSR', 'test_GhostEDSR_Mx2.yml')
     opt = load_option_file(path)

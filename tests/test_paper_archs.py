@@ -10,9 +10,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ghostsr_plugin import ops
-from ghostsr_plugin.archs import named_ghost_layers
+from ghostsr_plugin.archs import freeze, named_ghost_layers
 from ghostsr_plugin.cost import cost_input, count_params, network_cost
-from ghostsr_plugin.freeze import freeze
 
 from .conftest import REPO_ROOT, write_options
 

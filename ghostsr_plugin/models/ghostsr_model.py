@@ -19,8 +19,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ghostsr_plugin.archs import ghost_layers
-from ghostsr_plugin.freeze import freeze
+from ghostsr_plugin.archs import freeze, ghost_layers
 from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
 from ghostsr_plugin.registration import register

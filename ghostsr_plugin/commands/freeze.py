@@ -8,17 +8,13 @@ import os.path as osp
 
 import torch
 
-from ghostsr_plugin.archs import ghost_layers, named_ghost_layers
+from ghostsr_plugin.archs import freeze, named_ghost_layers
 from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.evaluate import latest_checkpoint, load_model
 from ghostsr_plugin.monitor import format_offsets
-
-
-def freeze(net):
-    """Freeze every Ghost layer of ``net`` in place; returns ``net``."""
-    for layer in ghost_layers(net):
-        layer.freeze()
-    return net
+from ghostsr_plugin.option_check import load_option_file
 
 
 def add_arguments(parser):
@@ -29,10 +25,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ghostsr_plugin.checkpoint import load_checkpoint
-    from ghostsr_plugin.evaluate import latest_checkpoint, load_model
-    from ghostsr_plugin.option_check import load_option_file
-
     opt = load_option_file(args.opt)
     checkpoint = args.checkpoint or latest_checkpoint(opt['name'])
     if osp.exists(args.out) and not args.overwrite:

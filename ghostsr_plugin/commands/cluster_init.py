@@ -14,10 +14,9 @@ from basicsr.archs import build_network
 
 from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.init.from_options import describe, ghost_init_from_section
+from ghostsr_plugin.init.transfer import summary_lines
 from ghostsr_plugin.option_check import check_ghost_init_file
-
-from .from_options import describe, ghost_init_from_section
-from .transfer import summary_lines
 
 
 def add_arguments(parser):

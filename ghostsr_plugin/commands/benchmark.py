@@ -6,7 +6,7 @@ files (the network from ``network_g``; weights from ``path.pretrain_network_g``,
 --arch_args and --checkpoint. A network model runs at its own scale (the option file's
 ``scale``, else its ``upscale`` argument); bicubic runs at every scale asked for.
 
-Test sets are read from --data in BasicSR's layout, as scripts/prepare_benchmarks.py
+Test sets are read from --data in BasicSR's layout, as `ghostsr prepare-benchmarks`
 writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
 PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
 pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
@@ -22,12 +22,10 @@ Example:
       --checkpoint experiments/demo_GhostEDSR_x2_f32b4/models/net_g_latest.pth --name 'GhostEDSR demo'
 """
 import copy
-import hashlib
 import json
 import os
 import os.path as osp
 import platform
-import re
 import subprocess
 from datetime import datetime, timezone
 from functools import partial
@@ -42,10 +40,7 @@ from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file
-
-BICUBIC = 'bicubic'
-RESULT_FORMAT = 'ghostsr-benchmark/1'
-STANDARD_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
+from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, result_path, set_folders, set_order, sha256
 
 
 def add_arguments(parser):
@@ -129,35 +124,15 @@ def _scales(args, models):
     return args.scales or sorted({m['scale'] for m in models}) or [2, 3, 4]
 
 
-def set_order(names):
-    """Test-set names sorted: the standard sets in the literature's order, then the others by name."""
-    return sorted(names, key=lambda s: (STANDARD_SETS.index(s) if s in STANDARD_SETS else len(STANDARD_SETS), s))
-
-
 def _sets(args):
     if not osp.isdir(args.data):
-        raise InputError(f'test-set folder {args.data} does not exist (make it with scripts/prepare_benchmarks.py)')
+        raise InputError(f'test-set folder {args.data} does not exist (make it with `ghostsr prepare-benchmarks`)')
     sets = args.sets or [d for d in os.listdir(args.data)  # hidden: a set still being prepared
                          if osp.isdir(osp.join(args.data, d)) and not d.startswith('.')]
     if not sets:
         raise InputError(f'no test sets in {args.data}: expected a folder per set, <set>/GTmod<s> and '
-                         '<set>/LRbicx<s> (as scripts/prepare_benchmarks.py writes them), found none')
+                         '<set>/LRbicx<s> (as `ghostsr prepare-benchmarks` writes them), found none')
     return set_order(sets)
-
-
-def set_folders(data, set_name, scale):
-    """The (HR, LR) folders of a prepared test set at ``scale``."""
-    return osp.join(data, set_name, f'GTmod{scale}'), osp.join(data, set_name, f'LRbicx{scale}')
-
-
-def sha256(paths):
-    """SHA-256 of the concatenated contents of ``paths``."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 20), b''):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _git_commit():
@@ -184,12 +159,6 @@ def environment():
         'numpy': numpy.__version__, 'opencv': cv2.__version__, 'python': platform.python_version(),
         'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'platform': platform.platform(),
     }
-
-
-def result_path(out, name, scale, engine='eager'):
-    """Where a result goes: one file per model, scale and (beyond eager PyTorch) engine."""
-    suffix = '' if engine == 'eager' else f'_{engine}'
-    return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}{suffix}.json")
 
 
 def _load_network(model, scale, args, device):

@@ -18,8 +18,8 @@ import os.path as osp
 import sys
 
 from ghostsr_plugin.atomic import atomic_paths
-from ghostsr_plugin.benchmark import BICUBIC, RESULT_FORMAT, set_order
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, set_order
 
 OUTPUTS = ('leaderboard.md', 'leaderboard.csv', 'leaderboard.png')
 REQUIRED_KEYS = ('name', 'baseline', 'scale', 'sets', 'params', 'flops', 'latency')
