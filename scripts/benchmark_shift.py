@@ -4,8 +4,8 @@ Ops: the shift, and the fused Ghost layer op (eval: a fixed offset; train: the l
 one-hot selection, whose backward also gives the logits' gradient), forward and backward,
 each done four ways:
   kernel     ghostsr_plugin.ops (the fused CUDA kernels on a GPU; the reference on CPU)
-  reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference (the train op: ops
-             within ops.reference_kernels(), for the registered autograd)
+  reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference, called directly (the
+             train op's backward: its reference backward, input and selection gradients)
   roll       torch.roll (wraps around instead of zero fill; a plain PyTorch data move)
   depthwise  the official code's way: a depthwise 3x3 conv with a one-hot kernel
 Bandwidth is effective: the bytes the op must read and write once, over its time, set
@@ -110,7 +110,10 @@ def straight_through(logits):
 
 
 def op_cases(n, c, h, w, device, dtype):
-    """{(op, impl): (make inputs, forward, bytes moved forward, bytes moved backward)} for one size."""
+    """{(op, impl): (make inputs, forward, bytes moved forward, bytes moved backward[, backward])} for one size.
+
+    ``backward(inputs, grad_out)``, where given, is timed instead of autograd's backward.
+    """
     c_ghost = c // 2
     c_int = c - c_ghost
     es = torch.empty((), dtype=dtype).element_size()
@@ -154,8 +157,12 @@ def op_cases(n, c, h, w, device, dtype):
             x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
             ghost_bytes, train_bytes),
         ('ghost train', 'reference'): (
-            x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
-            ghost_bytes, train_bytes),
+            x1_logits,
+            lambda a, logits: reference.ghost_features_train_forward(a, c_ghost, straight_through(logits), 1),
+            ghost_bytes, train_bytes,
+            lambda inputs, grad: (
+                reference.ghost_features_train_backward(grad, c_ghost, straight_through(inputs[1]), 1),
+                reference.selection_grad(grad, inputs[0], 1, 1))),
         ('ghost train', 'depthwise'): (x1_logits, depthwise_train, ghost_bytes, train_bytes),
     }
 
@@ -168,14 +175,16 @@ def benchmark_ops(args, device, measure, copy_gbs):
     rows = []
     jobs = [(size, dtype) for size in args.sizes for dtype in args.dtypes]
     for size, dtype in tqdm(jobs, desc='ops', unit='size'):
-        for (op, impl), (make, forward, fwd_bytes, bwd_bytes) in op_cases(*size, device, dtype).items():
+        for (op, impl), (make, forward, fwd_bytes, bwd_bytes, *backward) in op_cases(*size, device, dtype).items():
             inputs = make()
-            with ops.reference_kernels() if impl == 'reference' else contextlib.nullcontext():
-                out = forward(*inputs)
-                grad_out = torch.randn_like(out)
-                capture = (op, impl) not in SYNCING
-                with torch.no_grad():
-                    fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+            out = forward(*inputs)
+            grad_out = torch.randn_like(out)
+            capture = (op, impl) not in SYNCING
+            with torch.no_grad():
+                fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+                if backward:
+                    bwd = measure(lambda a=inputs, g=grad_out, fn=backward[0]: fn(a, g), capture)
+            if not backward:
                 bwd = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
                     out, inputs, grad_out, retain_graph=True), capture)
             for direction, (seconds, timing), moved in (('forward', fwd, fwd_bytes), ('backward', bwd, bwd_bytes)):
