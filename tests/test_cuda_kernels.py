@@ -229,7 +229,7 @@ def test_backward_kernels_are_adjoint_to_forward(kernels):
 @pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
 @pytest.mark.parametrize('max_shift', [1, 4])
 @pytest.mark.parametrize('wave', [1, 7, 64])
-def test_train_backward_over_many_blocks(emulated, layout, max_shift, wave):
+def test_emulated_train_backward_over_many_blocks(emulated, layout, max_shift, wave):
     """Planes of 1,200 elements (several tiles) over 1 to 64 blocks: a group's selection sum
     split over planes, row segments and blocks (and, max_shift 4, over two orientation passes)."""
     x1 = random((2, 8, 40, 30), torch.float32, layout, 'cpu', seed=11)
@@ -305,7 +305,7 @@ TRAFFIC_CONFIGS = [(8, 8, 2), (2, 6, 3), (3, 1, 1)]
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
 @pytest.mark.parametrize('c_intrinsic,num_ghost,groups', TRAFFIC_CONFIGS)
-def test_each_kernel_moves_each_element_once(emulated, layout, dtype, c_intrinsic, num_ghost, groups, wide):
+def test_emulated_kernels_move_each_element_once(emulated, layout, dtype, c_intrinsic, num_ghost, groups, wide):
     """One launch per op; forward: each x1 element read once, each output element written once;
     backward: each upstream gradient element read at most once (never the ghosts' border, whose
     gradient reaches no source), each grad_x1 element written once; training backward (NCHW):
@@ -340,7 +340,7 @@ def test_each_kernel_moves_each_element_once(emulated, layout, dtype, c_intrinsi
 
 
 @pytest.mark.parametrize('wave', [16, 64])
-def test_train_backward_splits_planes_into_row_segments(emulated, wave):
+def test_emulated_train_backward_splits_planes_into_row_segments(emulated, wave):
     """Few planes, many blocks: each plane's rows are split over blocks, each reading max_shift
     rows beside its segment once more; the result is the same."""
     x1 = random((1, 2, 40, 16), torch.float32, 'nchw', 'cpu', seed=15)
@@ -393,7 +393,7 @@ def test_opcheck_on_cuda(cuda_kernels):
 
 
 @needs_gpu
-def test_ghost_layer_never_syncs_with_the_host(cuda_kernels):
+def test_ghost_layer_never_syncs_with_the_host_on_gpu(cuda_kernels):
     from ghostsr_plugin.archs import GhostConv2d
 
     layer = GhostConv2d(8, 8, orientation_groups=2).cuda()
@@ -429,7 +429,7 @@ def run_edsr(model, x, seed):
 
 @needs_gpu
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_ghost_edsr_equals_its_reference_path(cuda_kernels, channels_last, monkeypatch):
+def test_ghost_edsr_equals_its_reference_path_on_gpu(cuda_kernels, channels_last, monkeypatch):
     from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 
     monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)

@@ -19,12 +19,13 @@ def _define(name, fake_fn):
     """``ghostsr::name``: its schema, its reference as default kernel, and ``fake_fn`` as its fake one."""
     reference_fn = REFERENCE_KERNELS[name]
 
-    def default_kernel(*args):
+    def default_kernel(*args, **kwargs):
         # Reached on CUDA only while no compiled kernel is registered: the first call loads them
         # (after which CUDA calls go straight to them), or they are unavailable.
-        if any(isinstance(a, torch.Tensor) and a.is_cuda for a in args) and extension.load():
-            return op._opoverload(*args)
-        return reference_fn(*args)
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if any(t.is_cuda for t in tensors) and extension.load():
+            return op._opoverload(*args, **kwargs)
+        return reference_fn(*args, **kwargs)
 
     op = torch.library.custom_op(f'ghostsr::{name}', default_kernel, mutates_args=(), schema=SCHEMAS[name])
     op.register_fake(fake_fn)

@@ -1,7 +1,7 @@
 // The CUDA kernels of ghost_ops.cu, run on the CPU thread by thread (tests only).
 //
-// Compiling this file compiles ghost_ops.cu itself (device code included) against the
-// installed torch. HostExecutor below replaces CudaExecutor: it runs each kernel's own block
+// Compiling this file compiles ghost_ops.cu itself (device code included, see the CUDA
+// registration at the end) against the installed torch. HostExecutor below replaces CudaExecutor: it runs each kernel's own block
 // code for every block of the launch, every phase for every thread in turn (shared memory
 // filled with NaN bytes first, so a read of an unwritten slot shows), so the index math,
 // tiling, bounds, layouts and barriers that the GPU runs are checked on the CPU. Every global
@@ -128,6 +128,10 @@ TORCH_LIBRARY(ghostsr_emulated, m) {
   m.def("traffic(Tensor t) -> (Tensor, Tensor)", &traffic);
   m.def("launches() -> int", &launch_count);
 }
+
+// The real CUDA kernels too (CudaExecutor), so that building this compiles their device code
+// for sm_90: the CI build test. (On a GPU they are torch.ops.ghostsr's, tested there.)
+TORCH_LIBRARY_IMPL(ghostsr_emulated, CUDA, m) { register_kernels<CudaExecutor>(m); }
 
 TORCH_LIBRARY_IMPL(ghostsr_emulated, CPU, m) {
   m.impl("shift", &Traced<&shift<HostExecutor>>::call);

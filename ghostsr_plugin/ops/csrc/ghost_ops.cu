@@ -21,7 +21,8 @@
 // The training backward also sums the selection gradient in the same kernel: a block owns
 // a band of rows of one source plane and stages x1 and the upstream gradient of its ghosts in a
 // ring of rows in shared memory (NCHW), so both are read from global memory once (the rows next
-// to a band owned by another block once more).
+// to a band owned by another block once more). channels_last: the same kernel reads them from
+// global memory for each orientation (strided): correct, not yet tuned.
 //
 // Blocks are written as a sequence of phases, each run by every thread (Block::threads),
 // separated by barriers (Block::sync), and global memory is only touched through load/store.
@@ -496,14 +497,19 @@ struct TrainBackwardJob {
         }
         for (int ghost = 0; ghost < ghosts; ++ghost) {
           block.threads([&](int t, State& state) {
+            int dys[kK], dxs[kK];  // orientation u's offset; past num_k: out of any image
+#pragma unroll
+            for (int u = 0; u < kK; ++u) {
+              dys[u] = k0 + u < num_k ? (k0 + u) / side - d : height;
+              dxs[u] = k0 + u < num_k ? (k0 + u) % side - d : 0;
+            }
             for (int e = t; e < (y1 - y0) * width; e += kThreads) {
               const int y = y0 + e / width, x = e % width;
               const opmath_t g = static_cast<opmath_t>(ghost_grad_at(ghost, y, x));
 #pragma unroll
               for (int u = 0; u < kK; ++u) {
-                const int k = k0 + u, sy = y - (k / side - d), sx = x - (k % side - d);
-                if (k < num_k && inside(sy, sx, height, width)) {
-                  state.acc[u] += g * static_cast<opmath_t>(x1_at(sy, sx));
+                if (inside(y - dys[u], x - dxs[u], height, width)) {
+                  state.acc[u] += g * static_cast<opmath_t>(x1_at(y - dys[u], x - dxs[u]));
                 }
               }
             }
@@ -935,6 +941,16 @@ std::tuple<at::Tensor, at::Tensor> ghost_features_train_backward(const at::Tenso
   return {grad_x1, grad_selection};
 }
 
+// Every op's kernel on `Exec`, registered with `m` (a library of ghostsr's schemas).
+template <typename Exec>
+void register_kernels(torch::Library& m) {
+  m.impl("shift", &shift<Exec>);
+  m.impl("ghost_features", &ghost_features<Exec>);
+  m.impl("ghost_features_backward", &ghost_features_backward<Exec>);
+  m.impl("ghost_features_train", &ghost_features_train<Exec>);
+  m.impl("ghost_features_train_backward", &ghost_features_train_backward<Exec>);
+}
+
 }  // namespace
 
 #ifdef GHOSTSR_SOURCE_HASH
@@ -947,11 +963,5 @@ extern "C" __attribute__((used)) const char ghostsr_source_stamp[] = GHOSTSR_STA
 
 #ifndef GHOSTSR_NO_CUDA_REGISTRATION
 // Against the schemas library.py defines (torch.ops.ghostsr.*).
-TORCH_LIBRARY_IMPL(ghostsr, CUDA, m) {
-  m.impl("shift", &shift<CudaExecutor>);
-  m.impl("ghost_features", &ghost_features<CudaExecutor>);
-  m.impl("ghost_features_backward", &ghost_features_backward<CudaExecutor>);
-  m.impl("ghost_features_train", &ghost_features_train<CudaExecutor>);
-  m.impl("ghost_features_train_backward", &ghost_features_train_backward<CudaExecutor>);
-}
+TORCH_LIBRARY_IMPL(ghostsr, CUDA, m) { register_kernels<CudaExecutor>(m); }
 #endif
