@@ -20,9 +20,9 @@
 // element's gradient is its own upstream gradient plus each of its ghosts' at the shifted place.
 // The training backward also sums the selection gradient in the same kernel: a block owns
 // a band of rows of one source plane and stages x1 and the upstream gradient of its ghosts in a
-// ring of rows in shared memory (NCHW), so both are read from global memory once (the rows next
-// to a band owned by another block once more). channels_last: the same kernel reads them from
-// global memory for each orientation (strided): correct, not yet tuned.
+// ring of rows in shared memory, so both are read from global memory once (the rows next to a
+// band owned by another block once more). It works on NCHW: channels_last tensors are converted
+// around it (three more copies; a channels_last kernel is still to be written).
 //
 // Blocks are written as a sequence of phases, each run by every thread (Block::threads),
 // separated by barriers (Block::sync), and global memory is only touched through load/store.
@@ -398,11 +398,12 @@ struct TileJob {
 // and the selection gradient's partial sums
 //   partials[n, j, segment, k] = sum over the segment's (y, x) of grad[n, copy + j, y, x] *
 //                                x1[n, j % c_i, y - dy_k, x - dx_k]   (zero outside)
-// for orientations k in [k0, k0 + kK). A block owns (n, s, segment): the rows of one source
-// plane's segment, walked in bands of `band` rows; with `staged` (NCHW), the band's rows of x1
-// and of the gradients of every ghost of s, plus max_shift rows either side, live in a ring of
-// `ring` rows in shared memory, so each is read from global memory once.
-template <typename scalar_t, typename index_t, bool kChannelsLast, int kK>
+// for orientations k in [k0, k0 + kK), on NCHW tensors. A block owns (n, s, segment): the rows
+// of one source plane's segment, walked in bands of `band` rows; with `staged`, the band's rows
+// of x1 and of the gradients of every ghost of s, plus max_shift rows either side, live in a
+// ring of `ring` rows in shared memory, so each is read from global memory once (unstaged, for
+// rows too wide for shared memory: read from global memory for each orientation).
+template <typename scalar_t, typename index_t, int kK>
 struct TrainBackwardJob {
   using opmath_t = at::opmath_type<scalar_t>;
   struct State {
@@ -452,12 +453,12 @@ struct TrainBackwardJob {
       auto slot = [&](int plane_in_ring, int y, int x) { return (plane_in_ring * ring + y % ring) * width + x; };
       auto x1_at = [&](int y, int x) {
         return staged ? ring_rows[slot(0, y, x)]
-                      : load(x1 + index4<kChannelsLast, index_t>(n, s, y, x, geo.src_channels, height, width));
+                      : load(x1 + index4<false, index_t>(n, s, y, x, geo.src_channels, height, width));
       };
       auto ghost_grad_at = [&](int ghost, int y, int x) {
         const int c = geo.copy_channels + s + ghost * geo.src_channels;
         return staged ? ring_rows[slot(1 + ghost, y, x)]
-                      : load(grad + index4<kChannelsLast, index_t>(n, c, y, x, out_channels, height, width));
+                      : load(grad + index4<false, index_t>(n, c, y, x, out_channels, height, width));
       };
       block.threads([&](int t, State& state) {
         for (int i = t; i < ghosts * kK; i += kThreads) totals[i] = 0;
@@ -479,7 +480,7 @@ struct TrainBackwardJob {
             for (int e = t; e < (y1 - y0) * width; e += kThreads) {
               const int y = y0 + e / width, x = e % width;
               opmath_t acc = static_cast<opmath_t>(
-                  load(grad + index4<kChannelsLast, index_t>(n, s, y, x, out_channels, height, width)));
+                  load(grad + index4<false, index_t>(n, s, y, x, out_channels, height, width)));
               for (int ghost = 0; ghost < ghosts; ++ghost) {
                 const int group = (s + ghost * geo.src_channels) / geo.per_group;
                 const Pick<opmath_t> pick = picks[group];
@@ -490,7 +491,7 @@ struct TrainBackwardJob {
                                                         : weighted<scalar_t, LearnedShift<opmath_t>>(
                                                               pick, at(pick.dy, pick.dx)));
               }
-              store(grad_x1 + index4<kChannelsLast, index_t>(n, s, y, x, geo.src_channels, height, width),
+              store(grad_x1 + index4<false, index_t>(n, s, y, x, geo.src_channels, height, width),
                     static_cast<scalar_t>(acc));
             }
           });
@@ -839,11 +840,11 @@ at::Tensor ghost_features_train(const at::Tensor& x1, int64_t num_ghost, const a
 }
 
 // The training backward for orientations [k0, k0 + kK): sizes its bands to the shared memory.
-template <typename Exec, typename scalar_t, typename index_t, bool kChannelsLast, int kK>
+template <typename Exec, typename scalar_t, typename index_t, int kK>
 void run_train_backward(const at::Tensor& grad, const at::Tensor& x1, at::Tensor* grad_x1, at::Tensor& partials,
                         const at::Tensor& weights, const Geometry& geo, int max_shift, int segments, int k0) {
   using opmath_t = at::opmath_type<scalar_t>;
-  using Job = TrainBackwardJob<scalar_t, index_t, kChannelsLast, kK>;
+  using Job = TrainBackwardJob<scalar_t, index_t, kK>;
   constexpr int V = kVec<scalar_t>;
   const int groups = static_cast<int>(weights.size(0));
   const int max_ghosts = geo.num_ghost == 0 ? 0 : (geo.num_ghost - 1) / geo.src_channels + 1;
@@ -853,7 +854,7 @@ void run_train_backward(const at::Tensor& grad, const at::Tensor& x1, at::Tensor
   const size_t row_bytes = sizeof(scalar_t) * geo.width * (1 + max_ghosts);
   const int64_t rows_fit = fixed_bytes < kSharedBytes ? (kSharedBytes - fixed_bytes) / row_bytes : 0;
   const int band = static_cast<int>(std::min<int64_t>(segment_rows, rows_fit - 2 * max_shift));
-  const bool staged = !kChannelsLast && band >= 1;
+  const bool staged = band >= 1;
   const int rows = staged ? band : std::min(segment_rows, 32);
   Job job{grad.const_data_ptr<scalar_t>(),
           x1.const_data_ptr<scalar_t>(),
@@ -894,17 +895,18 @@ std::tuple<at::Tensor, at::Tensor> ghost_features_train_backward(const at::Tenso
   const at::Tensor weights = checked_selection(selection, x1, max_shift);
   const int64_t num_k = side_squared(max_shift), groups = weights.size(0);
   const Geometry geo = ghost_geometry(x1, x1.size(1), num_ghost, groups);
-  const bool channels_last = is_channels_last(grad_out);  // (grad_x1 is laid out as grad_out, as in the reference)
-  const at::Tensor src = dense(x1, channels_last), grad = dense(grad_out, channels_last);
-  at::Tensor grad_x1 = empty_as(src, src.sizes(), channels_last);
+  // (NCHW here; grad_x1 is laid out as grad_out at the end, as in the reference)
+  const at::Tensor src = dense(x1, false), grad = dense(grad_out, false);
+  at::Tensor grad_x1 = empty_as(src, src.sizes(), false);
+  const auto laid_out = [&](const at::Tensor& t) { return dense(t, is_channels_last(grad_out)); };
   const at::ScalarType acc_type = opmath_dtype(x1.scalar_type());
   const int64_t planes = geo.batch * geo.src_channels;
   if (planes == 0 || geo.height == 0 || geo.width == 0) {
-    return {grad_x1, at::zeros({groups, num_k}, x1.options().dtype(acc_type))};
+    return {laid_out(grad_x1), at::zeros({groups, num_k}, x1.options().dtype(acc_type))};
   }
   // Split planes into segments of rows so that one wave of blocks has work (never a partial
   // second wave: at most one item per block where planes are few).
-  TrainBackwardJob<float, unsigned, false, 9> probe{};
+  TrainBackwardJob<float, unsigned, 9> probe{};
   probe.shared_bytes = kSharedBytes;
   const int64_t wave = Exec::wave(probe, x1);
   const int segments = static_cast<int>(std::clamp<int64_t>(wave / planes, 1, geo.height));
@@ -915,15 +917,10 @@ std::tuple<at::Tensor, at::Tensor> ghost_features_train_backward(const at::Tenso
     auto launch = [&](auto k_chunk, int k0) {
       constexpr int kK = decltype(k_chunk)::value;
       at::Tensor* out = k0 == 0 ? &grad_x1 : nullptr;
-      if (channels_last && wide) {
-        run_train_backward<Exec, scalar_t, int64_t, true, kK>(grad, src, out, partials, weights, geo, d, segments, k0);
-      } else if (channels_last) {
-        run_train_backward<Exec, scalar_t, unsigned, true, kK>(grad, src, out, partials, weights, geo, d, segments, k0);
-      } else if (wide) {
-        run_train_backward<Exec, scalar_t, int64_t, false, kK>(grad, src, out, partials, weights, geo, d, segments, k0);
+      if (wide) {
+        run_train_backward<Exec, scalar_t, int64_t, kK>(grad, src, out, partials, weights, geo, d, segments, k0);
       } else {
-        run_train_backward<Exec, scalar_t, unsigned, false, kK>(grad, src, out, partials, weights, geo, d, segments,
-                                                                k0);
+        run_train_backward<Exec, scalar_t, unsigned, kK>(grad, src, out, partials, weights, geo, d, segments, k0);
       }
     };
     if (num_k <= 9) {
@@ -938,7 +935,7 @@ std::tuple<at::Tensor, at::Tensor> ghost_features_train_backward(const at::Tenso
   at::Tensor grad_selection =
       num_ghost == 0 ? at::zeros({groups, num_k}, x1.options().dtype(acc_type))
                      : partials.view({geo.batch, groups, per_group, segments, num_k}).sum({0, 2, 3});
-  return {grad_x1, grad_selection};
+  return {laid_out(grad_x1), grad_selection};
 }
 
 // Every op's kernel on `Exec`, registered with `m` (a library of ghostsr's schemas).
