@@ -34,7 +34,7 @@ GPU_TESTS = '(cuda or gpu) and not emulat'  # (pytest -k: the tests that run on 
 REAL = dict(
     tests_timeout=150,
     benchmark=['--sizes', '1x256x360x640,16x256x48x48', '--dtypes', 'float32,float16,bfloat16',
-               '--e2e-dtypes', 'float32,float16', '--runs', '30', '--warmup', '5'],
+               '--e2e-dtypes', 'float32,float16', '--runs', '20', '--warmup', '5'],
     benchmark_timeout=300)
 DRY = dict(
     tests_timeout=300,

@@ -320,25 +320,40 @@ struct TileJob {
       if (vectorized) {
         load_vector(from, values);
       } else {
-        for (int u = 0; u < count; ++u) values[u] = load(kBackward ? in + at(ss[u], ys[u], xs[u]) : in + source + u);
+#pragma unroll
+        for (int u = 0; u < V; ++u) {
+          if (u < count) values[u] = load(kBackward ? in + at(ss[u], ys[u], xs[u]) : in + source + u);
+        }
       }
     }
     if constexpr (kBackward) {
-      for (int u = 0; u < count; ++u) values[u] = gather_gradient(picks, n, ss[u], ys[u], xs[u], values[u]);
+#pragma unroll
+      for (int u = 0; u < V; ++u) {
+        if (u < count) values[u] = gather_gradient(picks, n, ss[u], ys[u], xs[u], values[u]);
+      }
       if (vectorized) {
         store_vector(out + source, values);
       } else {
-        for (int u = 0; u < count; ++u) store(out + source + u, values[u]);
+#pragma unroll
+        for (int u = 0; u < V; ++u) {
+          if (u < count) store(out + source + u, values[u]);
+        }
       }
     } else {
       if (geo.copy_channels) {
         if (vectorized) {
           store_vector(out + at(ss[0], ys[0], xs[0]), values);
         } else {
-          for (int u = 0; u < count; ++u) store(out + at(ss[u], ys[u], xs[u]), values[u]);
+#pragma unroll
+          for (int u = 0; u < V; ++u) {
+            if (u < count) store(out + at(ss[u], ys[u], xs[u]), values[u]);
+          }
         }
       }
-      for (int u = 0; u < count; ++u) scatter_ghosts(picks, n, ss[u], ys[u], xs[u], values[u]);
+#pragma unroll
+      for (int u = 0; u < V; ++u) {
+        if (u < count) scatter_ghosts(picks, n, ss[u], ys[u], xs[u], values[u]);
+      }
     }
   }
 
