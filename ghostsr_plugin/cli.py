@@ -24,6 +24,7 @@ PLUGIN_GROUP = 'basicsr.plugins'
 GHOSTSR_COMMANDS = {
     'benchmark': 'ghostsr_plugin.benchmark',
     'cluster-init': 'ghostsr_plugin.init.command',
+    'doctor': 'ghostsr_plugin.commands.doctor',
     'export': 'ghostsr_plugin.commands.export',
     'freeze': 'ghostsr_plugin.freeze',
     'leaderboard': 'ghostsr_plugin.leaderboard',
