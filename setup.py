@@ -1,4 +1,5 @@
 """ghostsr-plugin: GhostSR (Nie et al., TMLR 2022) for BasicSR."""
+import hashlib
 import os
 
 from setuptools import find_packages, setup
@@ -8,14 +9,18 @@ def cuda_extensions():
     """The fused CUDA shift kernels, built with the package when GHOSTSR_EXT=1 (as BasicSR's BASICSR_EXT).
 
     Without it nothing is compiled here (no nvcc needed): the kernels are then compiled on first
-    use on a GPU, or the ops run their PyTorch reference.
+    use on a GPU, or the ops run their PyTorch reference. The library is stamped with the hash
+    of its source, so that a stale one is noticed and ignored (ghostsr_plugin/ops/extension.py).
     """
     if os.getenv('GHOSTSR_EXT', '0') in ('', '0'):
         return {}
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
-    kernels = CUDAExtension('ghostsr_plugin.ops._C', ['ghostsr_plugin/ops/csrc/ghost_ops.cu'],
-                            extra_compile_args={'cxx': ['-O3'], 'nvcc': ['-O3']})
+    source = 'ghostsr_plugin/ops/csrc/ghost_ops.cu'
+    with open(source, 'rb') as f:
+        stamp = f'-DGHOSTSR_SOURCE_HASH={hashlib.sha256(f.read()).hexdigest()}'
+    kernels = CUDAExtension('ghostsr_plugin.ops._C', [source],
+                            extra_compile_args={'cxx': ['-O3', stamp], 'nvcc': ['-O3', stamp]})
     return {'ext_modules': [kernels], 'cmdclass': {'build_ext': BuildExtension}}
 
 
@@ -32,6 +37,7 @@ setup(
     package_data={'ghostsr_plugin.ops': ['csrc/*.cu']},
     install_requires=[
         'basicsr>=1.4.2',
+        'ninja',  # torch.utils.cpp_extension compiles the CUDA kernels on first use with it
         'torch>=2.5',  # torch.serialization.safe_globals (compat.py)
         'torchvision',
         'scikit-learn',

@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 PLUGIN_GROUP = 'basicsr.plugins'
 GHOSTSR_COMMANDS = {name: f"ghostsr_plugin.commands.{name.replace('-', '_')}" for name in (
     'prepare-demo', 'prepare-div2k', 'prepare-benchmarks', 'cluster-init', 'freeze', 'export', 'upscale', 'benchmark',
-    'leaderboard')}
+    'leaderboard', 'doctor')}
 
 
 def load_plugins():

@@ -4,8 +4,8 @@ Ops: the shift, and the fused Ghost layer op (eval: a fixed offset; train: the l
 one-hot selection, whose backward also gives the logits' gradient), forward and backward,
 each done four ways:
   kernel     ghostsr_plugin.ops (the fused CUDA kernels on a GPU; the reference on CPU)
-  reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference (the train op: ops
-             within ops.reference_kernels(), for the registered autograd)
+  reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference, called directly (the
+             train op's backward: its reference backward, input and selection gradients)
   roll       torch.roll (wraps around instead of zero fill; a plain PyTorch data move)
   depthwise  the official code's way: a depthwise 3x3 conv with a one-hot kernel
 Bandwidth is effective: the bytes the op must read and write once, over its time, set
@@ -44,6 +44,7 @@ from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.ops import extension, reference
 
 OFFSET = (1, 1)  # the shift every op is timed with
+LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
 
 
 def parse_size(text, parts, what):
@@ -109,8 +110,11 @@ def straight_through(logits):
     return hard - logits.detach() + logits
 
 
-def op_cases(n, c, h, w, device, dtype):
-    """{(op, impl): (make inputs, forward, bytes moved forward, bytes moved backward)} for one size."""
+def op_cases(n, c, h, w, device, dtype, memory_format):
+    """{(op, impl): (make inputs, forward, bytes moved forward, bytes moved backward[, backward])} for one size.
+
+    ``backward(inputs, grad_out)``, where given, is timed instead of autograd's backward.
+    """
     c_ghost = c // 2
     c_int = c - c_ghost
     es = torch.empty((), dtype=dtype).element_size()
@@ -120,10 +124,12 @@ def op_cases(n, c, h, w, device, dtype):
     k = 4 + 3 * OFFSET[0] + OFFSET[1]  # OFFSET's orientation index for max_shift 1
 
     def x():
-        return [torch.randn(n, c, h, w, device=device, dtype=dtype, requires_grad=True)]
+        return [torch.randn(n, c, h, w, device=device, dtype=dtype).contiguous(memory_format=memory_format)
+                .requires_grad_()]
 
     def x1():
-        return [torch.randn(n, c_int, h, w, device=device, dtype=dtype, requires_grad=True)]
+        return [torch.randn(n, c_int, h, w, device=device, dtype=dtype).contiguous(memory_format=memory_format)
+                .requires_grad_()]
 
     def x1_logits():
         logits = torch.randn(1, 9, device=device, dtype=dtype)
@@ -154,8 +160,12 @@ def op_cases(n, c, h, w, device, dtype):
             x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
             ghost_bytes, train_bytes),
         ('ghost train', 'reference'): (
-            x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
-            ghost_bytes, train_bytes),
+            x1_logits,
+            lambda a, logits: reference.ghost_features_train_forward(a, c_ghost, straight_through(logits), 1),
+            ghost_bytes, train_bytes,
+            lambda inputs, grad: (
+                reference.ghost_features_train_backward(grad, c_ghost, straight_through(inputs[1]), 1),
+                reference.selection_grad(grad, inputs[0], 1, 1))),
         ('ghost train', 'depthwise'): (x1_logits, depthwise_train, ghost_bytes, train_bytes),
     }
 
@@ -166,27 +176,31 @@ SYNCING = {('ghost eval', 'reference'), ('ghost train', 'reference')}
 
 def benchmark_ops(args, device, measure, copy_gbs):
     rows = []
-    jobs = [(size, dtype) for size in args.sizes for dtype in args.dtypes]
-    for size, dtype in tqdm(jobs, desc='ops', unit='size'):
-        for (op, impl), (make, forward, fwd_bytes, bwd_bytes) in op_cases(*size, device, dtype).items():
+    jobs = [(size, dtype, layout) for size in args.sizes for dtype in args.dtypes for layout in args.layouts]
+    for size, dtype, layout in tqdm(jobs, desc='ops', unit='case'):
+        cases = op_cases(*size, device, dtype, LAYOUTS[layout])
+        for (op, impl), (make, forward, fwd_bytes, bwd_bytes, *backward) in cases.items():
             inputs = make()
-            with ops.reference_kernels() if impl == 'reference' else contextlib.nullcontext():
-                out = forward(*inputs)
-                grad_out = torch.randn_like(out)
-                capture = (op, impl) not in SYNCING
-                with torch.no_grad():
-                    fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+            out = forward(*inputs)
+            grad_out = torch.randn_like(out)
+            capture = (op, impl) not in SYNCING
+            with torch.no_grad():
+                fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+                if backward:
+                    bwd = measure(lambda a=inputs, g=grad_out, fn=backward[0]: fn(a, g), capture)
+            if not backward:
                 bwd = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
                     out, inputs, grad_out, retain_graph=True), capture)
             for direction, (seconds, timing), moved in (('forward', fwd, fwd_bytes), ('backward', bwd, bwd_bytes)):
                 gbs = moved / seconds / 1e9
-                rows.append({'size': 'x'.join(map(str, size)), 'dtype': str(dtype).replace('torch.', ''), 'op': op,
+                rows.append({'size': 'x'.join(map(str, size)), 'dtype': str(dtype).replace('torch.', ''),
+                             'layout': layout, 'op': op,
                              'direction': direction, 'impl': impl, 'time_us': seconds * 1e6, 'bytes': moved,
                              'gb_per_s': gbs, 'copy_fraction': gbs / copy_gbs, 'timing': timing})
             del inputs, out, grad_out
 
     def case(row):
-        return row['size'], row['dtype'], row['op'], row['direction']
+        return row['size'], row['dtype'], row['layout'], row['op'], row['direction']
 
     kernel_time = {case(row): row['time_us'] for row in rows if row['impl'] == 'kernel'}
     for row in rows:
@@ -209,14 +223,16 @@ def benchmark_end_to_end(args, device):
              for name, model in edsr_models(args, 'meta').items()}
     rows = []
     models = edsr_models(args, device)
-    for dtype in args.dtypes:
+    for dtype, mode in [(dtype, mode) for dtype in args.e2e_dtypes for mode in args.e2e_modes]:
         times = {}
-        for name, model in tqdm(models.items(), desc=f'end to end {dtype}', unit='model'):
+        for name, model in tqdm(models.items(), desc=f'end to end {dtype} {mode}', unit='model'):
             model = model.eval().to(dtype)
+            run = torch.compile(model, backend=args.compile_backend) if mode == 'compiled' else model
             x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
-            times[name], timing = cost.measure_latency(lambda model=model, x=x: model(x), device, args.warmup,
-                                                       args.runs)
-            rows.append({'model': name, 'dtype': str(dtype).replace('torch.', ''), 'input': f'{w}x{h}',
+            with torch.no_grad():
+                times[name], timing = cost.measure_latency(lambda run=run, x=x: run(x), device, args.warmup,
+                                                           args.runs)
+            rows.append({'model': name, 'dtype': str(dtype).replace('torch.', ''), 'mode': mode, 'input': f'{w}x{h}',
                          'latency_ms': times[name] * 1e3, 'timing': timing, 'params': cost.count_params(model),
                          'gflops': flops[name] / 1e9})
         rows[-1]['latency_ratio'] = times['GhostEDSR'] / times['EDSR']
@@ -226,19 +242,21 @@ def benchmark_end_to_end(args, device):
 def print_tables(result):
     print(f"\n{result['device']}, torch {result['torch']}, {result['date']}: copy bandwidth "
           f"{result['copy_gb_per_s']:.1f} GB/s")
-    header = f"{'size':>16} {'dtype':>8} {'op':>11} {'dir':>8} {'impl':>9} {'time us':>10} {'GB/s':>8} " \
-             f"{'% copy':>7} {'vs kernel':>9}"
+    header = f"{'size':>16} {'dtype':>8} {'layout':>13} {'op':>11} {'dir':>8} {'impl':>9} {'time us':>10} " \
+             f"{'GB/s':>8} {'% copy':>7} {'vs kernel':>9}"
     print(header)
     print('-' * len(header))
     for r in result['ops']:
-        print(f"{r['size']:>16} {r['dtype']:>8} {r['op']:>11} {r['direction'][:8]:>8} {r['impl']:>9} "
+        print(f"{r['size']:>16} {r['dtype']:>8} {r['layout']:>13} {r['op']:>11} {r['direction'][:8]:>8} {r['impl']:>9} "
               f"{r['time_us']:>10.1f} {r['gb_per_s']:>8.1f} {100 * r['copy_fraction']:>6.1f}% "
               f"{r['kernel_speedup']:>8.2f}x")
     if result['end_to_end']:
-        print(f"\n{'model':>10} {'dtype':>8} {'input':>9} {'ms':>10} {'params':>12} {'GFLOPs':>9} {'ratio':>6}")
+        print(f"\n{'model':>10} {'dtype':>8} {'mode':>8} {'input':>9} {'ms':>10} {'params':>12} {'GFLOPs':>9} "
+              f"{'ratio':>6}")
         for r in result['end_to_end']:
             ratio = f"{r['latency_ratio']:.3f}" if 'latency_ratio' in r else ''
-            print(f"{r['model']:>10} {r['dtype']:>8} {r['input']:>9} {r['latency_ms']:>10.2f} {r['params']:>12,} "
+            print(f"{r['model']:>10} {r['dtype']:>8} {r['mode']:>8} {r['input']:>9} {r['latency_ms']:>10.2f} "
+                  f"{r['params']:>12,} "
                   f"{r['gflops']:>9.1f} {ratio:>6}")
 
 
@@ -247,14 +265,25 @@ def default_json(device, date):
     return osp.join('benchmarks', 'results', f'shift_{slug}_{date}.json')
 
 
+def parse_dtypes(text, what):
+    names = text.split(',')
+    if not all(isinstance(getattr(torch, name, None), torch.dtype) for name in names):
+        raise InputError(f'{what}: expected torch dtype names like float32,float16, found {text!r}')
+    return [getattr(torch, name) for name in names]
+
+
 def check_arguments(args):
     """Parse the sizes and dtypes in place; returns the JSON path, refusing to replace a file unasked."""
     args.sizes = [parse_size(s, 4, '--sizes') for s in args.sizes.split(',')]
     args.e2e_size = None if args.e2e_size == 'none' else parse_size(args.e2e_size, 2, '--e2e-size')
-    names = args.dtypes.split(',')
-    if not all(isinstance(getattr(torch, name, None), torch.dtype) for name in names):
-        raise InputError(f'--dtypes: expected torch dtype names like float32,float16, found {args.dtypes!r}')
-    args.dtypes = [getattr(torch, name) for name in names]
+    args.dtypes = parse_dtypes(args.dtypes, '--dtypes')
+    args.e2e_dtypes = parse_dtypes(args.e2e_dtypes, '--e2e-dtypes') if args.e2e_dtypes else args.dtypes
+    args.layouts = args.layouts.split(',')
+    if not set(args.layouts) <= set(LAYOUTS):
+        raise InputError(f'--layouts: expected some of {",".join(LAYOUTS)}, found {",".join(args.layouts)!r}')
+    args.e2e_modes = args.e2e_modes.split(',')
+    if not set(args.e2e_modes) <= {'eager', 'compiled'}:
+        raise InputError(f'--e2e-modes: expected some of eager,compiled, found {",".join(args.e2e_modes)!r}')
     args.date = datetime.date.today().isoformat()
     path = args.json or default_json(torch.device(args.device), args.date)
     if osp.exists(path) and not args.overwrite:
@@ -269,10 +298,14 @@ def main():
                         help='feature sizes NxCxHxW, comma-separated (ghost ops: C/2 intrinsic channels); default: '
                              'EDSR-L x2 at 720p output, and a training batch')
     parser.add_argument('--dtypes', default='float32,float16')
+    parser.add_argument('--layouts', default='nchw,channels_last', help='memory layouts of the ops\' inputs')
     parser.add_argument('--runs', type=int, default=50, help='timed runs per figure (median)')
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--copy-mib', type=int, default=None, help='copy-bandwidth buffer (default 1024 GPU, 64 CPU)')
     parser.add_argument('--e2e-size', default='360x640', help='end-to-end input HxW (default 640 x 360), or none')
+    parser.add_argument('--e2e-dtypes', default=None, help='end-to-end dtypes (default: --dtypes)')
+    parser.add_argument('--e2e-modes', default='eager,compiled', help='eager, and/or torch.compile\'d')
+    parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
     parser.add_argument('--num-feat', type=int, default=256)
     parser.add_argument('--num-block', type=int, default=32)
     parser.add_argument('--scale', type=positive_int, default=2)

@@ -10,7 +10,8 @@ from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 SCRIPT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'scripts', 'benchmark_shift.py')
 FEAT, BLOCKS, H, W = 8, 2, 10, 12
 SMALL = ['--device', 'cpu', '--sizes', '1x8x10x12', '--dtypes', 'float32', '--runs', '2', '--warmup', '1',
-         '--copy-mib', '1', '--e2e-size', f'{H}x{W}', '--num-feat', str(FEAT), '--num-block', str(BLOCKS)]
+         '--copy-mib', '1', '--e2e-size', f'{H}x{W}', '--e2e-modes', 'eager', '--num-feat', str(FEAT),
+         '--num-block', str(BLOCKS)]
 
 
 def run(capsys, *args):
@@ -47,10 +48,10 @@ def measured(json_path, capsys):
 
 def test_every_op_impl_and_direction_is_timed(measured):
     data, _ = measured
-    rows = {(r['op'], r['impl'], r['direction']) for r in data['ops']}
+    rows = {(r['op'], r['impl'], r['direction'], r['layout']) for r in data['ops']}
     impls = {'shift': 4, 'ghost eval': 4, 'ghost train': 3}  # (torch.roll cannot learn the shift)
-    assert len(rows) == len(data['ops']) == 2 * sum(impls.values())
-    assert {op: len({i for o, i, _ in rows if o == op}) for op in impls} == impls
+    assert len(rows) == len(data['ops']) == 2 * 2 * sum(impls.values())  # (both directions, both layouts)
+    assert {op: len({i for o, i, *_ in rows if o == op}) for op in impls} == impls
     for row in data['ops']:
         assert row['time_us'] > 0 and row['copy_fraction'] == pytest.approx(row['gb_per_s'] / data['copy_gb_per_s'])
         assert row['impl'] != 'kernel' or row['kernel_speedup'] == 1
@@ -78,3 +79,5 @@ def test_refuses_to_overwrite_and_bad_arguments(measured, capsys):
     assert status == 2 and "--sizes: expected 4 positive integers joined by x, found '1x8x10'" in err
     status, _, err = run(capsys, '--dtypes', 'float32,float33', '--json', str(path) + '.new')
     assert status == 2 and "--dtypes: expected torch dtype names like float32,float16, found 'float32,float33'" in err
+    status, _, err = run(capsys, '--layouts', 'nhwc', '--json', str(path) + '.new')
+    assert status == 2 and "--layouts: expected some of nchw,channels_last, found 'nhwc'" in err

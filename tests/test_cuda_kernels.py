@@ -1,27 +1,30 @@
 """The fused CUDA kernels (ghostsr_plugin/ops/csrc/ghost_ops.cu) against the pure-PyTorch reference.
 
 Each kernel check runs on two backends:
-- 'emulated': the kernels' own per-thread code run thread by thread on the CPU
-  (tests/csrc/emulated_ghost_ops.cu). Building it compiles the real CUDA sources against the
-  installed torch (for sm_90, H100/H200), so this is also the CI build test; it needs nvcc
-  (CUDA_HOME) and skips with the reason without it. The build is cached (a few minutes once).
-- 'cuda': the compiled kernels on a GPU; skipped where none is visible.
-The tests at the end need a GPU: the public ops' CUDA path (gradcheck, opcheck, no host
-sync) and GhostEDSR equal to its reference path.
+- 'emulated': the kernels' own block code run thread by thread on the CPU
+  (tests/csrc/emulated_ghost_ops.cu), which also counts every global load and store. Building
+  it compiles the real CUDA sources against the installed torch (for sm_90, H100/H200), so
+  this is also the CI build test; it needs nvcc (CUDA_HOME) and skips with the reason without
+  it. The build is cached (a few minutes once).
+- 'cuda': the compiled kernels on a GPU (torch.ops.ghostsr on CUDA tensors); skipped where
+  none is visible.
+Then the memory traffic of each kernel, counted by the emulation, against the minimum. The
+tests at the end need a GPU: the public ops' CUDA path (gradcheck, opcheck, no host sync) and
+GhostEDSR equal to its reference path.
 """
+import contextlib
 import itertools
 import os.path as osp
+import warnings
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from ghostsr_plugin import ops
-from ghostsr_plugin.ops import extension, reference
+from ghostsr_plugin.ops import extension, library, reference
 
 EMULATED_SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'emulated_ghost_ops.cu')
-OP_NAMES = ['shift', 'ghost_features', 'ghost_features_backward', 'ghost_features_train',
-            'ghost_features_train_backward', 'selection_grad']
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 LAYOUTS = ['nchw', 'channels_last', 'strided']
 CASES = [(1, (1, 1)), (3, (5, 7)), (1, (6, 4)), (3, (2, 9))]  # (N, (H, W)): 1 x 1, odd, even, thin
@@ -38,7 +41,9 @@ def emulated():
     if extension.find_nvcc() is None:
         pytest.skip('nvcc not found: set CUDA_HOME to a CUDA toolkit to compile the kernels')
     extension.build('9.0', name='ghostsr_emulated_ops', sources=[EMULATED_SOURCE])
-    return torch.ops.ghostsr_emulated
+    ns = torch.ops.ghostsr_emulated
+    ns.configure(3, False)
+    return ns
 
 
 @pytest.fixture(scope='session')
@@ -46,7 +51,7 @@ def cuda_kernels():
     if not torch.cuda.is_available():
         pytest.skip('needs a CUDA GPU')
     assert extension.load(), 'the CUDA kernels did not build or load'
-    return torch.ops.ghostsr_cuda
+    return torch.ops.ghostsr
 
 
 @pytest.fixture(params=['emulated', pytest.param('cuda', marks=needs_gpu)])
@@ -89,12 +94,11 @@ def assert_close_to_exact(got, exact, dtype, scale):
     torch.testing.assert_close(got.cpu().double(), exact, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] * scale)
 
 
-def test_build_registers_the_public_schemas(emulated):
-    for name in OP_NAMES:
+def test_emulation_has_the_public_schemas(emulated):
+    for name in extension.OPS:
         public = str(getattr(torch.ops.ghostsr, name).default._schema)
-        for namespace in ('ghostsr_cuda_test', 'ghostsr_emulated'):
-            schema = str(getattr(getattr(torch.ops, namespace), name).default._schema)
-            assert schema.replace(f'{namespace}::', 'ghostsr::') == public
+        assert str(getattr(emulated, name).default._schema).replace('ghostsr_emulated::', 'ghostsr::') == public
+    assert set(extension.OPS) == set(library.SCHEMAS)
 
 
 @pytest.mark.parametrize('dtype', DTYPES, ids=str)
@@ -158,7 +162,7 @@ def check_learned_shift(ns, device, dtype, layout, c_intrinsic, num_ghost, group
                 on_device = selection.to(device)
                 assert_same(ns.ghost_features_train(x1, num_ghost, on_device, max_shift),
                             reference.ghost_features_train_forward(x1.cpu(), num_ghost, selection, max_shift), x1)
-                got = ns.ghost_features_train_backward(grad, num_ghost, on_device, max_shift)
+                got, _ = ns.ghost_features_train_backward(grad, x1, num_ghost, on_device, max_shift)
                 if num_ghost <= c_intrinsic or dtype in (torch.float32, torch.float64):
                     want = reference.ghost_features_train_backward(grad.cpu(), num_ghost, selection, max_shift)
                     assert_same(got, want, grad)
@@ -166,7 +170,7 @@ def check_learned_shift(ns, device, dtype, layout, c_intrinsic, num_ghost, group
                     exact = reference.ghost_features_train_backward(grad.cpu().double(), num_ghost,
                                                                     selection.double(), max_shift)
                     assert_close_to_exact(got, exact, dtype, grad.abs().max().item() * 4)
-        got = ns.selection_grad(grad, x1, groups, max_shift)
+        _, got = ns.ghost_features_train_backward(grad, x1, num_ghost, selection.to(device), max_shift)
         exact = reference.selection_grad(grad.cpu().double(), x1.cpu().double(), groups, max_shift)
         assert got.dtype == reference.opmath_dtype(dtype)
         scale = (grad.cpu().double().abs().sum() * x1.cpu().double().abs().max()).item()
@@ -201,7 +205,7 @@ def test_learned_shift_dense_selection(kernels, dtype, layout):
     on_device = selection.to(device, reference.opmath_dtype(dtype))
     assert_close_to_exact(ns.ghost_features_train(x1, 4, on_device, 1), exact, dtype, scale)
     exact = reference.ghost_features_train_backward(grad.cpu().double(), 4, selection, 1)
-    assert_close_to_exact(ns.ghost_features_train_backward(grad, 4, on_device, 1), exact, dtype,
+    assert_close_to_exact(ns.ghost_features_train_backward(grad, x1, 4, on_device, 1)[0], exact, dtype,
                           grad.abs().max().item() * selection.abs().sum().item())
 
 
@@ -216,20 +220,33 @@ def test_backward_kernels_are_adjoint_to_forward(kernels):
         forward = (ns.ghost_features(x1, 6, offsets) * grad).sum()
         torch.testing.assert_close(forward, (x1 * ns.ghost_features_backward(grad, 6, offsets)).sum())
         forward = (ns.ghost_features_train(x1, 6, selection, 2) * grad).sum()
-        torch.testing.assert_close(forward, (x1 * ns.ghost_features_train_backward(grad, 6, selection, 2)).sum())
+        grad_x1, grad_selection = ns.ghost_features_train_backward(grad, x1, 6, selection, 2)
+        torch.testing.assert_close(forward, (x1 * grad_x1).sum())
         ghosts = forward - (x1 * grad[:, :5]).sum()  # the ghost part, linear in the selection
-        torch.testing.assert_close(ghosts, (selection * ns.selection_grad(grad, x1, 3, 2)).sum())
+        torch.testing.assert_close(ghosts, (selection * grad_selection).sum())
 
 
 @pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
-def test_selection_grad_over_many_blocks(kernels, layout):
-    """Large enough that every group's sum is split over several blocks and orientation chunks."""
-    ns, device = kernels
-    x1 = random((2, 8, 40, 30), torch.float32, layout, device, seed=11)
-    grad = random((2, 16, 40, 30), torch.float32, layout, device, seed=12)
-    exact = reference.selection_grad(grad.cpu().double(), x1.cpu().double(), 2, 2)
-    scale = (grad.cpu().double().abs().sum() * x1.cpu().double().abs().max()).item()
-    assert_close_to_exact(ns.selection_grad(grad, x1, 2, 2), exact, torch.float32, scale)
+@pytest.mark.parametrize('max_shift', [1, 4])
+@pytest.mark.parametrize('wave', [1, 7, 64])
+def test_emulated_train_backward_over_many_blocks(emulated, layout, max_shift, wave):
+    """Planes of 1,200 elements (several tiles) over 1 to 64 blocks: a group's selection sum
+    split over planes, row segments and blocks (and, max_shift 4, over two orientation passes)."""
+    x1 = random((2, 8, 40, 30), torch.float32, layout, 'cpu', seed=11)
+    grad = random((2, 16, 40, 30), torch.float32, layout, 'cpu', seed=12)
+    k = (2 * max_shift + 1)**2
+    selection = F.one_hot(torch.tensor([3, k - 2]), k).float()
+    emulated.configure(wave, False)
+    try:
+        grad_x1, got = emulated.ghost_features_train_backward(grad, x1, 8, selection, max_shift)
+        assert_same(emulated.ghost_features(x1, 8, reference.offset_table(max_shift)[[3, k - 2]]),
+                    reference.ghost_features_train_forward(x1, 8, selection, max_shift), x1)
+    finally:
+        emulated.configure(3, False)
+    assert_same(grad_x1, reference.ghost_features_train_backward(grad, 8, selection, max_shift), grad)
+    exact = reference.selection_grad(grad.double(), x1.double(), 2, max_shift)
+    scale = (grad.double().abs().sum() * x1.double().abs().max()).item()
+    assert_close_to_exact(got, exact, torch.float32, scale)
 
 
 def test_empty_inputs(kernels):
@@ -239,8 +256,9 @@ def test_empty_inputs(kernels):
     assert ns.ghost_features(x1, 4, offsets).shape == (0, 8, 5, 5)
     assert ns.shift(torch.zeros(3, 0, 4, device=device), [1, 1]).shape == (3, 0, 4)
     assert ns.ghost_features_backward(torch.zeros(2, 8, 0, 3, device=device), 4, offsets).shape == (2, 4, 0, 3)
-    got = ns.selection_grad(torch.zeros(0, 8, 5, 5, device=device), x1, 1, 1)
-    assert torch.equal(got.cpu(), torch.zeros(1, 9))
+    grad_x1, got = ns.ghost_features_train_backward(torch.zeros(0, 8, 5, 5, device=device), x1, 4,
+                                                    torch.zeros(1, 9, device=device), 1)
+    assert grad_x1.shape == x1.shape and torch.equal(got.cpu(), torch.zeros(1, 9))
 
 
 def test_bad_inputs_are_refused(kernels):
@@ -257,14 +275,101 @@ def test_bad_inputs_are_refused(kernels):
                                                                                  device=device))
 
 
+# --- memory traffic, counted by the emulation ----------------------------------------------------
+
+
+def per_element(counts, t):
+    """Counts in ``t``'s memory order as (N, C, H, W) in logical order."""
+    if reference.memory_format(t) == torch.channels_last:
+        n, c, h, w = t.shape
+        return counts.view(n, h, w, c).permute(0, 3, 1, 2)
+    return counts.view(t.shape)
+
+
+def traffic(ns, t):
+    """(loads, stores) of each element of ``t`` by the last op call, as (N, C, H, W)."""
+    return tuple(per_element(counts, t) for counts in ns.traffic(t))
+
+
+def uniform(ns, t):
+    """The distinct (load counts, store counts) over ``t``'s elements: ([1], [0]) = each read once."""
+    return tuple(c.unique().tolist() for c in ns.traffic(t))
+
+
+# (c_intrinsic, num_ghost, groups): lambda 0.5 (vector path in both layouts), 0.25 (three ghosts a
+# source; scalar path channels_last), one ghost of three sources
+TRAFFIC_CONFIGS = [(8, 8, 2), (2, 6, 3), (3, 1, 1)]
+
+
+@pytest.mark.parametrize('wide', [False, True], ids=['32-bit', '64-bit'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
+@pytest.mark.parametrize('c_intrinsic,num_ghost,groups', TRAFFIC_CONFIGS)
+def test_emulated_kernels_move_each_element_once(emulated, layout, dtype, c_intrinsic, num_ghost, groups, wide):
+    """One launch per op; forward: each x1 element read once, each output element written once;
+    backward: each upstream gradient element read at most once (never the ghosts' border, whose
+    gradient reaches no source), each grad_x1 element written once; training backward (NCHW):
+    grad and x1 each read exactly once, grad_x1 written once. Also on the 64-bit index path, forced on small sizes."""
+    x1 = random((2, c_intrinsic, 9, 16), dtype, layout, 'cpu', seed=13)  # planes of 144: several vectors
+    grad = random((2, c_intrinsic + num_ghost, 9, 16), dtype, layout, 'cpu', seed=14)
+    offsets = group_offsets(groups, (1, -2))
+    selection = F.one_hot(torch.arange(groups) * 5 % 25, 25).to(reference.opmath_dtype(dtype))
+    emulated.configure(3, wide)
+    try:
+        out = emulated.ghost_features(x1, num_ghost, offsets)
+        assert emulated.launches() == 1
+        assert uniform(emulated, x1) == ([1], [0]) and uniform(emulated, out) == ([0], [1])
+        assert_same(out, reference.ghost_features(x1, num_ghost, offsets), x1)
+
+        out = emulated.ghost_features_train(x1, num_ghost, selection, 2)
+        assert uniform(emulated, x1) == ([1], [0]) and uniform(emulated, out) == ([0], [1])
+        assert_same(out, reference.ghost_features_train_forward(x1, num_ghost, selection, 2), x1)
+
+        grad_x1 = emulated.ghost_features_backward(grad, num_ghost, offsets)
+        loads, stores = traffic(emulated, grad)
+        assert emulated.launches() == 1 and stores.eq(0).all() and loads.le(1).all()
+        assert loads[:, :c_intrinsic].eq(1).all()  # (the ghosts' interior is read, the border is not)
+        assert uniform(emulated, grad_x1) == ([0], [1])
+
+        grad_x1, _ = emulated.ghost_features_train_backward(grad, x1, num_ghost, selection, 2)
+        assert emulated.launches() == 1
+        if layout == 'nchw':  # (channels_last tensors are converted to NCHW around this kernel)
+            assert uniform(emulated, grad) == ([1], [0]) and uniform(emulated, x1) == ([1], [0])
+            assert uniform(emulated, grad_x1) == ([0], [1])
+    finally:
+        emulated.configure(3, False)
+
+
+@pytest.mark.parametrize('wave', [16, 64])
+def test_emulated_train_backward_splits_planes_into_row_segments(emulated, wave):
+    """Few planes, many blocks: each plane's rows are split over blocks, each reading max_shift
+    rows beside its segment once more; the result is the same."""
+    x1 = random((1, 2, 40, 16), torch.float32, 'nchw', 'cpu', seed=15)
+    grad = random((1, 4, 40, 16), torch.float32, 'nchw', 'cpu', seed=16)
+    selection = F.one_hot(torch.tensor([2, 6]), 9).float()
+    emulated.configure(wave, False)
+    try:
+        grad_x1, got = emulated.ghost_features_train_backward(grad, x1, 2, selection, 1)
+        loads, _ = traffic(emulated, x1)
+    finally:
+        emulated.configure(3, False)
+    segments = min(wave // 2, 40)
+    rows = loads[0, 0].amax(1)
+    assert rows.le(2).all() and rows.eq(2).sum() <= 2 * (segments - 1)
+    assert_same(grad_x1, reference.ghost_features_train_backward(grad, 2, selection, 1), grad)
+    exact = reference.selection_grad(grad.double(), x1.double(), 2, 1)
+    assert_close_to_exact(got, exact, torch.float32, (grad.abs().sum() * x1.abs().max()).item())
+
+
 # --- the public ops on a GPU --------------------------------------------------------------------
 
 
 @needs_gpu
 def test_public_ops_run_the_kernels_on_cuda(cuda_kernels, recwarn):
+    assert extension.loaded() and extension.status()[0]
     x1 = torch.randn(2, 4, 6, 7, device='cuda')
     offsets = torch.tensor([[1, -1]], device='cuda')
-    assert torch.equal(ops.ghost_features(x1, 4, offsets), cuda_kernels.ghost_features(x1, 4, offsets))
+    assert torch.equal(ops.ghost_features(x1, 4, offsets), reference.ghost_features(x1, 4, offsets))
     assert not [w for w in recwarn if 'ghostsr_plugin' in str(w.message)]
 
 
@@ -289,7 +394,7 @@ def test_opcheck_on_cuda(cuda_kernels):
 
 
 @needs_gpu
-def test_ghost_layer_never_syncs_with_the_host(cuda_kernels):
+def test_ghost_layer_never_syncs_with_the_host_on_gpu(cuda_kernels):
     from ghostsr_plugin.archs import GhostConv2d
 
     layer = GhostConv2d(8, 8, orientation_groups=2).cuda()
@@ -304,6 +409,16 @@ def test_ghost_layer_never_syncs_with_the_host(cuda_kernels):
         torch.cuda.set_sync_debug_mode('default')
 
 
+@contextlib.contextmanager
+def reference_on_cuda():
+    """Within this block the ops' CUDA kernels are the reference (torch.library's own override)."""
+    with torch.library._scoped_library('ghostsr', 'IMPL') as lib, warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # ("overriding a previously registered kernel")
+        for name, kernel in library.REFERENCE_KERNELS.items():
+            lib.impl(name, kernel, 'CUDA')
+        yield
+
+
 def run_edsr(model, x, seed):
     torch.manual_seed(seed)  # the same Gumbel noise for both paths
     out = model(x)
@@ -315,7 +430,7 @@ def run_edsr(model, x, seed):
 
 @needs_gpu
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_ghost_edsr_equals_its_reference_path(cuda_kernels, channels_last, monkeypatch):
+def test_ghost_edsr_equals_its_reference_path_on_gpu(cuda_kernels, channels_last, monkeypatch):
     from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 
     monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
@@ -328,7 +443,7 @@ def test_ghost_edsr_equals_its_reference_path(cuda_kernels, channels_last, monke
     for mode in ('train', 'eval'):
         model.train(mode == 'train')
         out, grads = run_edsr(model, x, seed=1)
-        with ops.reference_kernels():
+        with reference_on_cuda():
             want, want_grads = run_edsr(model, x, seed=1)
         torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
         for got, expected in zip(grads, want_grads):

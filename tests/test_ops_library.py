@@ -36,10 +36,11 @@ def opcheck_samples(device):
         (g.ghost_features_train, (t(2, 4, 5, 6), 4, one_hot, 1)),
         (g.ghost_features_train, (t(2, 3, 5, 6, channels_last=True), 6, t(2, 9), 1)),
         (g.ghost_features_train, (t(1, 2, 4, 3, dtype=torch.float32, grad=False), 2, t(1, 25, grad=False), 2)),
-        (g.ghost_features_train_backward, (t(2, 8, 5, 6, grad=False), 4, one_hot.detach(), 1)),
-        (g.selection_grad, (t(2, 8, 5, 6, grad=False), t(2, 4, 5, 6, grad=False), 2, 1)),
-        (g.selection_grad, (t(2, 8, 5, 6, dtype=torch.float32, grad=False),
-                            t(2, 4, 5, 6, dtype=torch.float32, channels_last=True, grad=False), 1, 2)),
+        (g.ghost_features_train_backward, (t(2, 8, 5, 6, grad=False), t(2, 4, 5, 6, grad=False), 4,
+                                           one_hot.detach(), 1)),
+        (g.ghost_features_train_backward, (t(2, 8, 5, 6, dtype=torch.float32, grad=False),
+                                           t(2, 4, 5, 6, dtype=torch.float32, channels_last=True, grad=False), 4,
+                                           t(1, 25, dtype=torch.float32, grad=False), 2)),
     ]
 
 
@@ -67,7 +68,8 @@ def test_public_functions_refuse_bad_groups():
 def test_selection_grad_of_half_inputs_sums_in_float32(dtype):
     # sums of 1 * 1 over up to 300 x 300 pixels: 90000 overflows float16 and is no bfloat16 value
     x1, grad_out = torch.ones(1, 1, 300, 300, dtype=dtype), torch.ones(1, 2, 300, 300, dtype=dtype)
-    got = torch.ops.ghostsr.selection_grad(grad_out, x1, 1, 1)  # the CPU kernel: the reference
+    selection = F.one_hot(torch.tensor([4]), 9).float()
+    _, got = torch.ops.ghostsr.ghost_features_train_backward(grad_out, x1, 1, selection, 1)  # the reference
     assert got.dtype == torch.float32
     # Exact: sums of ones are integers below 2**24, exact in float32 in any order.
     assert torch.equal(got, reference.selection_grad(grad_out.double(), x1.double(), 1, 1).float())
@@ -128,29 +130,102 @@ def test_flops_of_a_model_on_the_meta_device():
     assert body_conv == 2 * 256 * 128 * 9 * 36 * 64 and 0 < rest < total
 
 
-def test_reference_kernels_is_scoped():
-    assert not library._reference_on_cuda
-    with ops.reference_kernels():
-        assert library._reference_on_cuda
-        with ops.reference_kernels():
-            pass
-        assert library._reference_on_cuda
-    assert not library._reference_on_cuda
+def test_each_op_has_one_schema_in_one_namespace():
+    """The CPU kernel and the fallback are the reference registered with the schema; the compiled
+    CUDA kernels register against the same ops; no other namespace holds them."""
+    names = torch._C._dispatch_get_all_op_names()
+    assert not [name for name in names if name.startswith('ghostsr_cuda::')]
+    for name, schema in library.SCHEMAS.items():
+        assert str(getattr(torch.ops.ghostsr, name).default._schema) == f'ghostsr::{name}{schema}'
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f'ghostsr::{name}', 'CompositeExplicitAutograd')
+    assert set(library.SCHEMAS) == set(library.REFERENCE_KERNELS) == set(extension.OPS)
 
 
-def test_missing_nvcc_warns_once_and_falls_back(monkeypatch):
-    def no_nvcc(*args, **kwargs):
-        raise RuntimeError('nvcc not found (CUDA_HOME=None); set CUDA_HOME')
+# --- the loader (extension.py), with torch.cuda and the build mocked ------------------------------
 
+
+@pytest.fixture
+def fresh_loader(monkeypatch):
+    """extension.status() computed afresh, with no compiled kernels loaded and none prebuilt."""
+    monkeypatch.delenv('GHOSTSR_CUDA', raising=False)
     monkeypatch.setattr(extension, 'loaded', lambda: False)
-    monkeypatch.setattr(extension, '_load_prebuilt', lambda: False)
-    monkeypatch.setattr(extension, 'build', no_nvcc)
-    extension.load.cache_clear()
-    try:
-        with pytest.warns(RuntimeWarning, match='using the PyTorch reference ops instead: nvcc not found'):
-            assert extension.load() is False
-        with warnings.catch_warnings():
-            warnings.simplefilter('error')
-            assert extension.load() is False
-    finally:
-        extension.load.cache_clear()
+    monkeypatch.setattr(extension, '_load_prebuilt', lambda: None)
+    extension.status.cache_clear()
+    yield monkeypatch
+    extension.status.cache_clear()
+
+
+def no_nvcc(*args, **kwargs):
+    raise RuntimeError('nvcc not found (CUDA_HOME=None); set CUDA_HOME')
+
+
+def test_missing_nvcc_warns_once_and_falls_back(fresh_loader):
+    fresh_loader.setattr(extension, 'build', no_nvcc)
+    with pytest.warns(RuntimeWarning, match=r'run the PyTorch reference \(slower\): nvcc not found.*ghostsr doctor'):
+        assert extension.load() is False
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert extension.load() is False
+    assert extension.status() == (False, 'PyTorch reference: nvcc not found (CUDA_HOME=None); set CUDA_HOME')
+
+
+def test_ghostsr_cuda_0_forces_the_reference_silently(fresh_loader):
+    fresh_loader.setenv('GHOSTSR_CUDA', '0')
+    fresh_loader.setattr(extension, 'build', lambda: pytest.fail('GHOSTSR_CUDA=0 must not build'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert extension.status() == (False, 'GHOSTSR_CUDA=0 forces the PyTorch reference')
+
+
+def test_ghostsr_cuda_1_makes_a_failure_an_error(fresh_loader):
+    fresh_loader.setenv('GHOSTSR_CUDA', '1')
+    fresh_loader.setattr(extension, 'build', no_nvcc)
+    with pytest.raises(RuntimeError, match='CUDA kernels unavailable and GHOSTSR_CUDA=1: nvcc not found'):
+        extension.load()
+
+
+def test_a_failing_self_check_falls_back(fresh_loader):
+    """Kernels that load but compute wrong results (or have no image for this GPU) are not used."""
+    def wrong():
+        raise RuntimeError('self-check failed: shift on shape (2, 4, 5, 7) differs from the reference')
+
+    fresh_loader.setattr(extension, 'loaded', lambda: True)
+    fresh_loader.setattr(extension, 'self_check', wrong)
+    with pytest.warns(RuntimeWarning, match='self-check failed: shift'):
+        assert extension.load() is False
+
+
+def test_no_ninja_is_named_with_the_fix(monkeypatch):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setattr(extension, 'find_nvcc', lambda: '/usr/local/cuda/bin/nvcc')
+    monkeypatch.setattr(cpp_extension, 'is_ninja_available', lambda: False)
+    with pytest.raises(RuntimeError, match='ninja not found.*pip install ninja'):
+        extension.build('9.0')
+
+
+def test_arch_list_follows_torch(monkeypatch):
+    """Capabilities clamped to the newest torch supports, +PTX on the highest; the env var wins."""
+    monkeypatch.delenv('TORCH_CUDA_ARCH_LIST', raising=False)
+    monkeypatch.setattr(torch.cuda, 'get_arch_list', lambda: ['sm_80', 'sm_90', 'compute_90'])
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 3)
+    capabilities = [(8, 6), (12, 0), (8, 6)]
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda i: capabilities[i])
+    assert extension.arch_list() == '8.6;9.0+PTX'
+    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '8.0')
+    assert extension.arch_list() == '8.0'
+
+
+@pytest.mark.parametrize('stamp,used', [('current', True), ('stale', False), ('none', False)])
+def test_a_stale_prebuilt_library_is_ignored_with_a_notice(tmp_path, monkeypatch, capsys, stamp, used):
+    from importlib.machinery import ModuleSpec
+
+    library_file = tmp_path / '_C.so'
+    digest = {'current': extension.source_hash(), 'stale': '0' * 64, 'none': None}[stamp]
+    library_file.write_bytes(b'\x7fELF...' + (f'ghostsr-source-sha256:{digest}'.encode() if digest else b'') + b'\0')
+    monkeypatch.setattr('importlib.util.find_spec', lambda name: ModuleSpec(name, None, origin=str(library_file)))
+    loads = []
+    monkeypatch.setattr(torch.ops, 'load_library', loads.append)
+    assert bool(extension._load_prebuilt()) is used
+    assert loads == ([str(library_file)] if used else [])
+    assert ('built from another version of ghost_ops.cu' in capsys.readouterr().err) is not used

@@ -1,42 +1,33 @@
-"""The ghost-feature ops, registered with ``torch.library`` as ``torch.ops.ghostsr.*``.
+"""The ghost-feature ops: one schema each, ``torch.ops.ghostsr.*``, and every kernel of it.
 
-One Python API for every device. The pure-PyTorch reference (:mod:`.reference`) is the CPU
-kernel; the fused kernels of ``csrc/ghost_ops.cu`` are the CUDA kernel (the reference
-wherever they cannot be had, see :mod:`.extension`). Fake kernels let ``torch.compile`` and
-``torch.export`` trace through the ops, ``register_autograd`` gives their gradients, and
-``torch.utils.flop_counter`` counts them as zero FLOPs: a shift moves data, it computes
-nothing. On CUDA no op reads a tensor back to the host, so the Ghost layer never syncs.
+Each op is defined once here (``torch.library.custom_op``), the way torchvision.ops does it:
+the pure-PyTorch reference (:mod:`.reference`) is its default kernel (CPU, and CUDA until the
+compiled kernels are loaded); ``csrc/ghost_ops.cu`` registers the fused CUDA kernels against
+the same schema (``TORCH_LIBRARY_IMPL(ghostsr, CUDA)``) when :mod:`.extension` loads it, on the
+first CUDA call. Fake kernels let ``torch.compile`` and ``torch.export`` trace through the ops,
+``register_autograd`` gives their gradients, and ``torch.utils.flop_counter`` counts them as
+zero FLOPs: a shift moves data, it computes nothing. On CUDA no op reads a tensor back to the
+host, so the Ghost layer never syncs. To run the reference on CUDA (comparisons, benchmarks),
+call the functions of :mod:`.reference` themselves.
 """
-import contextlib
-
 import torch
 
 from . import extension, reference
 
-_reference_on_cuda = False
 
+def _define(name, fake_fn):
+    """``ghostsr::name``: its schema, its reference as default kernel, and ``fake_fn`` as its fake one."""
+    reference_fn = REFERENCE_KERNELS[name]
 
-@contextlib.contextmanager
-def reference_kernels():
-    """Within this block, run the pure-PyTorch reference on CUDA too (comparisons, benchmarks)."""
-    global _reference_on_cuda
-    saved, _reference_on_cuda = _reference_on_cuda, True
-    try:
-        yield
-    finally:
-        _reference_on_cuda = saved
+    def default_kernel(*args, **kwargs):
+        # Reached on CUDA only while no compiled kernel is registered: the first call loads them
+        # (after which CUDA calls go straight to them), or they are unavailable.
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if any(t.is_cuda for t in tensors) and extension.load():
+            return op._opoverload(*args, **kwargs)
+        return reference_fn(*args, **kwargs)
 
-
-def _define(name, schema, reference_fn, fake_fn):
-    """``ghostsr::name``: ``reference_fn`` on every device, but the compiled kernel on CUDA."""
-    op = torch.library.custom_op(f'ghostsr::{name}', reference_fn, mutates_args=(), schema=schema)
-
-    def cuda_kernel(*args):
-        if _reference_on_cuda or not extension.load():
-            return reference_fn(*args)
-        return getattr(torch.ops.ghostsr_cuda, name)(*args)
-
-    op.register_kernel('cuda', cuda_kernel)
+    op = torch.library.custom_op(f'ghostsr::{name}', default_kernel, mutates_args=(), schema=SCHEMAS[name])
     op.register_fake(fake_fn)
     return op
 
@@ -47,29 +38,45 @@ def _empty_like(t, channels):
     return torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=reference.memory_format(t))
 
 
+def _train_backward_reference(grad_out, x1, num_ghost, selection, max_shift):
+    return (reference.ghost_features_train_backward(grad_out, num_ghost, selection, max_shift),
+            reference.selection_grad(grad_out, x1, selection.shape[0], max_shift))
+
+
+# the reference kernel of each op, by name
+REFERENCE_KERNELS = {
+    'shift': reference.shift,
+    'ghost_features': reference.ghost_features,
+    'ghost_features_backward': reference.ghost_features_backward,
+    'ghost_features_train': reference.ghost_features_train_forward,
+    'ghost_features_train_backward': _train_backward_reference,
+}
+SCHEMAS = {
+    'shift': '(Tensor x, int[] offset) -> Tensor',
+    'ghost_features': '(Tensor x1, int num_ghost, Tensor offsets) -> Tensor',
+    'ghost_features_backward': '(Tensor grad_out, int num_ghost, Tensor offsets) -> Tensor',
+    'ghost_features_train': '(Tensor x1, int num_ghost, Tensor selection, int max_shift) -> Tensor',
+    # the input gradient and the selection's, in one pass
+    'ghost_features_train_backward':
+        '(Tensor grad_out, Tensor x1, int num_ghost, Tensor selection, int max_shift) -> (Tensor, Tensor)',
+}
 _shift = _define(
-    'shift', '(Tensor x, int[] offset) -> Tensor', reference.shift,
+    'shift',
     lambda x, offset: torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=reference.memory_format(x)))
 _ghost_features = _define(
-    'ghost_features', '(Tensor x1, int num_ghost, Tensor offsets) -> Tensor', reference.ghost_features,
+    'ghost_features',
     lambda x1, num_ghost, offsets: _empty_like(x1, x1.shape[1] + num_ghost))
 _ghost_features_backward = _define(
-    'ghost_features_backward', '(Tensor grad_out, int num_ghost, Tensor offsets) -> Tensor',
-    reference.ghost_features_backward,
+    'ghost_features_backward',
     lambda grad_out, num_ghost, offsets: _empty_like(grad_out, grad_out.shape[1] - num_ghost))
 _ghost_features_train = _define(
-    'ghost_features_train', '(Tensor x1, int num_ghost, Tensor selection, int max_shift) -> Tensor',
-    reference.ghost_features_train_forward,
+    'ghost_features_train',
     lambda x1, num_ghost, selection, max_shift: _empty_like(x1, x1.shape[1] + num_ghost))
 _ghost_features_train_backward = _define(
-    'ghost_features_train_backward', '(Tensor grad_out, int num_ghost, Tensor selection, int max_shift) -> Tensor',
-    reference.ghost_features_train_backward,
-    lambda grad_out, num_ghost, selection, max_shift: _empty_like(grad_out, grad_out.shape[1] - num_ghost))
-_selection_grad = _define(
-    'selection_grad', '(Tensor grad_out, Tensor x1, int num_groups, int max_shift) -> Tensor',
-    reference.selection_grad,
-    lambda grad_out, x1, num_groups, max_shift: x1.new_empty(
-        (num_groups, (2 * max_shift + 1)**2), dtype=reference.opmath_dtype(x1.dtype)))
+    'ghost_features_train_backward',
+    lambda grad_out, x1, num_ghost, selection, max_shift: (
+        _empty_like(grad_out, x1.shape[1]),
+        x1.new_empty((selection.shape[0], (2 * max_shift + 1)**2), dtype=reference.opmath_dtype(x1.dtype))))
 
 
 def _save_offset(ctx, inputs, output):
@@ -100,12 +107,8 @@ def _save_train_args(ctx, inputs, output):
 
 def _train_backward(ctx, grad):
     x1, selection = ctx.saved_tensors
-    grad_x1 = grad_selection = None
-    if ctx.needs_input_grad[0]:
-        grad_x1 = _ghost_features_train_backward(grad, ctx.num_ghost, selection, ctx.max_shift)
-    if ctx.needs_input_grad[2]:
-        grad_selection = _selection_grad(grad, x1, selection.shape[0], ctx.max_shift).to(selection.dtype)
-    return grad_x1, None, grad_selection, None
+    grad_x1, grad_selection = _ghost_features_train_backward(grad, x1, ctx.num_ghost, selection, ctx.max_shift)
+    return grad_x1, None, grad_selection.to(selection.dtype), None
 
 
 _ghost_features_train.register_autograd(_train_backward, setup_context=_save_train_args)
