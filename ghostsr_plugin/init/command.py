@@ -17,7 +17,6 @@ from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.option_check import check_ghost_init_file
 
 from .from_options import describe, ghost_init_from_section
-from .transfer import summary_lines
 
 
 def add_arguments(parser):
@@ -32,8 +31,7 @@ def run(args):
     opt = check_ghost_init_file(args.opt)
     net = build_network(opt['network_g'])
     print(f"{describe(opt['ghost_init'])}:")
-    choices = ghost_init_from_section(net, opt['ghost_init'], progress=True)
-    for line in summary_lines(choices):
+    for line in ghost_init_from_section(net, opt['ghost_init'], opt, progress=True):
         print(f'  {line}')
     if osp.dirname(args.out):
         os.makedirs(osp.dirname(args.out), exist_ok=True)
