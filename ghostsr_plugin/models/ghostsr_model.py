@@ -32,7 +32,7 @@ from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
 from ghostsr_plugin.schedules import build_schedule
 
-DEFAULT_ORIENTATION_LR = 10
+DEFAULT_ORIENTATION_LR = 100  # provisional: the smallest multiple that moved any argmax in 300 demo iterations
 
 
 def orientation_lr(train_opt):
