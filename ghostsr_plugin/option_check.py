@@ -18,7 +18,8 @@ from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import PARAM_KEYS, SECTION_KEYS
 from ghostsr_plugin.init.intrinsic import METHODS
-from ghostsr_plugin.models.ghostsr_model import GhostSRModel
+from ghostsr_plugin.init.orientation import ORIENTATIONS
+from ghostsr_plugin.models.ghostsr_model import GhostSRModel, orientation_lr
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -149,10 +150,13 @@ def _check_ghost_init(check):
     if not osp.isfile(osp.expanduser(checkpoint)):
         check.fail('ghost_init.checkpoint', f"file '{checkpoint}' does not exist")
     check.file('ghost_init.checkpoint')
-    for key, choices in (('param_key', PARAM_KEYS), ('method', METHODS)):
+    for key, choices in (('param_key', PARAM_KEYS), ('method', METHODS), ('orientation', ORIENTATIONS)):
         value = check.get(f'ghost_init.{key}', required=False)
         if value is not None and value not in choices:
             check.fail(f'ghost_init.{key}', f'expected one of {", ".join(choices)}, found {value!r}')
+    if section.get('orientation') == 'fit':
+        check.get('datasets.train', dict)  # the calibration batch
+        check.get('scale', int)
     check.get('ghost_init.seed', int, required=False)
     if check.get('path.pretrain_network_g', required=False) is not None:
         check.fail('path.pretrain_network_g', 'must be empty (~) with ghost_init, which gives the initial weights')
@@ -273,6 +277,11 @@ def check_options(path, is_train, force_yml=None):
             warnings.warn(f"{path}: no 'manual_seed': BasicSR draws a new seed for every run, so a run resumed "
                           'with --auto_resume draws other Gumbel noise than an uninterrupted one would; set '
                           'manual_seed for an exact resume', stacklevel=2)
+        if issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
+            try:
+                orientation_lr(train)
+            except InputError as err:
+                raise OptionError(f'{path}: {err}') from None
         if train.get('temperature_schedule') is not None:
             try:
                 schedule = build_schedule(check.get('train.temperature_schedule', dict))

@@ -45,7 +45,7 @@ def initialized(opt, seed=0):
     torch.manual_seed(seed)
     net = build_network(opt['network_g'])
     if 'ghost_init' in opt:
-        ghost_init_from_section(net, opt['ghost_init'])
+        ghost_init_from_section(net, opt['ghost_init'], opt)
     return net.eval()
 
 

@@ -15,7 +15,6 @@ from basicsr.archs import build_network
 from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import describe, ghost_init_from_section
-from ghostsr_plugin.init.transfer import summary_lines
 from ghostsr_plugin.option_check import check_ghost_init_file
 
 
@@ -31,8 +30,7 @@ def run(args):
     opt = check_ghost_init_file(args.opt)
     net = build_network(opt['network_g'])
     print(f"{describe(opt['ghost_init'])}:")
-    choices = ghost_init_from_section(net, opt['ghost_init'], progress=True)
-    for line in summary_lines(choices):
+    for line in ghost_init_from_section(net, opt['ghost_init'], opt, progress=True):
         print(f'  {line}')
     state = net.state_dict()
     with atomic_path(args.out) as temporary:

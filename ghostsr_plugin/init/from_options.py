@@ -10,7 +10,10 @@ ghost_init:
   param_key: params_ema   # which weights of the checkpoint: params (default) or params_ema
   method: cluster         # cluster (k-means, GhostSR) or order (the first filters)
   seed: 0                 # k-means seed (default 0)
+  orientation: fit        # starting orientation: fit, zero or random (default random), see .orientation
 ```
+
+``orientation: fit`` reads a calibration batch from the option file's ``datasets.train``.
 
 ``GhostSRModel`` runs it once before training (never on resume); ``ghostsr cluster-init``
 runs it offline.
@@ -22,33 +25,47 @@ from torch import distributed as dist
 
 from ghostsr_plugin.evaluate import load_model
 
+from .orientation import calibration_batch, fit_orientations, orientation_lines, set_zero_orientations
 from .transfer import init_from_plain, summary_lines
 
-SECTION_KEYS = ('network', 'checkpoint', 'param_key', 'method', 'seed')
+SECTION_KEYS = ('network', 'checkpoint', 'param_key', 'method', 'seed', 'orientation')
 PARAM_KEYS = ('params', 'params_ema')
+DEFAULT_ORIENTATION = 'random'
 
 
-def ghost_init_from_section(net, section, progress=False):
-    """Initialize Ghost model ``net`` in place as ``section`` says; returns the per-layer choices."""
+def ghost_init_from_section(net, section, opt=None, progress=False):
+    """Initialize Ghost model ``net`` in place as ``section`` says; returns the per-layer summary lines.
+
+    ``opt`` (the whole option file) gives the calibration batch of ``orientation: fit``.
+    """
     param_key = section.get('param_key', 'params')
     plain = load_model(section['network'], section['checkpoint'], param_key)
-    return init_from_plain(net, plain.state_dict(), section.get('method', 'cluster'), section.get('seed', 0),
-                           plain_name=f"{section['checkpoint']} [{param_key}]", progress=progress)
+    choices = init_from_plain(net, plain.state_dict(), section.get('method', 'cluster'), section.get('seed', 0),
+                              plain_name=f"{section['checkpoint']} [{param_key}]", progress=progress)
+    lines = summary_lines(choices)
+    orientation = section.get('orientation', DEFAULT_ORIENTATION)
+    if orientation == 'fit':
+        images = calibration_batch(opt['datasets']['train'], opt['scale'])
+        lines += orientation_lines(fit_orientations(net, plain, choices, images))
+    elif orientation == 'zero':
+        set_zero_orientations(net)
+    return lines
 
 
 def describe(section):
     """One line naming what the section does."""
-    return (f"Ghost init by {section.get('method', 'cluster')} (seed {section.get('seed', 0)}) from "
+    return (f"Ghost init by {section.get('method', 'cluster')} (seed {section.get('seed', 0)}, orientation "
+            f"{section.get('orientation', DEFAULT_ORIENTATION)}) from "
             f"{section['checkpoint']} [{section.get('param_key', 'params')}]")
 
 
-def _run_on_rank0(net, section):
+def _run_on_rank0(net, opt):
     """Rank 0 initializes ``net``; every other rank receives its tensors (or rank 0's error)."""
     rank, world_size = get_dist_info()
-    choices, failure = None, None
+    lines, failure = None, None
     if rank == 0:
         try:
-            choices = ghost_init_from_section(net, section)
+            lines = ghost_init_from_section(net, opt['ghost_init'], opt)
         except Exception as err:  # the other ranks wait in broadcast: tell them before raising
             failure = err
     if world_size > 1:
@@ -62,7 +79,7 @@ def _run_on_rank0(net, section):
         with torch.no_grad():
             for tensor in net.state_dict().values():
                 dist.broadcast(tensor, src=0)
-    return choices
+    return lines
 
 
 def ghost_init_for_training(opt, net):
@@ -78,7 +95,6 @@ def ghost_init_for_training(opt, net):
         logger.info(f'Ghost init skipped: resuming from {resume_state}')
         return
     logger.info(f'{describe(section)}:')
-    choices = _run_on_rank0(net, section)
-    for line in summary_lines(choices or {}):
+    for line in _run_on_rank0(net, opt) or ():
         logger.info(f'  {line}')
     logger.info('Ghost init done.')
