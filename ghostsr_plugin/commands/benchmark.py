@@ -35,8 +35,9 @@ from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
 from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
-from ghostsr_plugin.data_prep import matlab_bicubic, positive_int
+from ghostsr_plugin.data_prep import matlab_bicubic
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file

@@ -16,12 +16,12 @@ import cv2
 from tqdm import tqdm
 
 from ghostsr_plugin.atomic import atomic_paths
+from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.data_prep import (
     UnreadableImageError,
     bicubic_downscale,
     list_images,
     mod_crop,
-    positive_int,
     read_color_image,
 )
 from ghostsr_plugin.errors import InputError

@@ -21,12 +21,12 @@ import skimage.data
 from tqdm import tqdm
 
 from ghostsr_plugin.atomic import atomic_folder
+from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.data_prep import (
     IMAGE_SUFFIXES,
     bicubic_downscale,
     mod_crop,
     paired_crops,
-    positive_int,
     read_color_image,
 )
 from ghostsr_plugin.errors import InputError

@@ -23,7 +23,8 @@ import cv2
 from tqdm import tqdm
 
 from ghostsr_plugin.atomic import atomic_paths
-from ghostsr_plugin.data_prep import list_images, positive_int, read_color_image, sub_images
+from ghostsr_plugin.commands import positive_int
+from ghostsr_plugin.data_prep import list_images, read_color_image, sub_images
 from ghostsr_plugin.errors import InputError
 
 HR_FOLDER = 'DIV2K_train_HR'
