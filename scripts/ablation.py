@@ -72,7 +72,7 @@ def call(cmd, log):
 
 def benchmark(opt_path, checkpoint, name, args, work, log):
     """Set -> {'psnr', 'ssim'} of ``checkpoint`` (latency timed on a token input: not wanted here)."""
-    from ghostsr_plugin.benchmark import result_path
+    from ghostsr_plugin.results import result_path
 
     out = osp.join(work, 'benchmark')
     call(command('ghostsr', 'benchmark', opt_path, '--checkpoint', checkpoint, '--name', name, '--data', args.data,

@@ -173,3 +173,24 @@ def test_rank0_computes_and_every_rank_receives(tmp_path, init_options):
     # An error on rank 0 reaches every rank instead of leaving them waiting.
     errors = [(tmp_path / f'missing{r}.err').read_text() for r in (0, 1)]
     assert 'gone.pth' in errors[0] and 'ghost_init failed on rank 0' in errors[1] and 'gone.pth' in errors[1]
+
+
+def test_the_plain_network_defaults_to_network_g_without_the_ghost_keys(tmp_path, init_options):
+    from ghostsr_plugin.init.from_options import plain_network
+
+    explicit = init_options['ghost_init']['network']
+    ghost = {**init_options['network_g'], 'ratio': 0.5, 'max_shift': 1, 'orientation_groups': 1}
+    assert plain_network(ghost) == {**explicit, 'type': 'EDSR'}
+    assert plain_network({**ghost, 'type': 'ghostsr.GhostRDN', 'num_block': 2})['type'] == 'ghostsr.RDN'
+
+    # An option file without ghost_init.network initializes exactly as the explicit one.
+    outputs = {}
+    for name, section in (('explicit', init_options['ghost_init']),
+                          ('derived', {k: v for k, v in init_options['ghost_init'].items() if k != 'network'})):
+        opt_file = write_options(tmp_path / f'{name}.yml', {**init_options, 'network_g': ghost, 'ghost_init': section})
+        outputs[name] = tmp_path / f'{name}.pth'
+        ghostsr_main(['cluster-init', '-opt', opt_file, '--out', str(outputs[name])])
+    explicit_state, derived_state = (torch.load(outputs[n], weights_only=True)['params'] for n in outputs)
+    for key, value in explicit_state.items():
+        if not key.endswith('logits'):
+            assert torch.equal(derived_state[key], value), key
