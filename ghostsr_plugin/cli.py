@@ -21,15 +21,9 @@ import warnings
 from importlib.metadata import entry_points
 
 PLUGIN_GROUP = 'basicsr.plugins'
-GHOSTSR_COMMANDS = {
-    'benchmark': 'ghostsr_plugin.benchmark',
-    'cluster-init': 'ghostsr_plugin.init.command',
-    'doctor': 'ghostsr_plugin.commands.doctor',
-    'export': 'ghostsr_plugin.commands.export',
-    'freeze': 'ghostsr_plugin.freeze',
-    'leaderboard': 'ghostsr_plugin.leaderboard',
-    'upscale': 'ghostsr_plugin.commands.upscale',
-}
+GHOSTSR_COMMANDS = {name: f"ghostsr_plugin.commands.{name.replace('-', '_')}" for name in (
+    'prepare-demo', 'prepare-div2k', 'prepare-benchmarks', 'cluster-init', 'freeze', 'export', 'upscale', 'benchmark',
+    'leaderboard', 'doctor')}
 
 
 def load_plugins():

@@ -10,7 +10,6 @@ fraction, so the result is exact and the many exact ties (``k + 0.5``, frequent 
 regions) round away from zero as MATLAB's ``round`` does. BasicSR's float32 version lands
 on either side of a tie by rounding noise (about 1 value in 50,000 differs by 1).
 """
-import argparse
 import math
 import numbers
 import os
@@ -25,17 +24,6 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
 class UnreadableImageError(InputError):
     """An image file that cannot be decoded (commands may skip these when asked to)."""
-
-
-def positive_int(text):
-    """An argparse type: an integer of at least 1 (a scale, a size)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, found {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, found {value}')
-    return value
 
 
 def check_scale(scale, integer=True):

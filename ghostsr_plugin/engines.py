@@ -11,29 +11,11 @@ import tempfile
 
 import torch
 
+from ghostsr_plugin.archs import freeze
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.freeze import freeze
+from ghostsr_plugin.onnx_export import export_onnx, onnx_session, session_runner
 
 ENGINES = ('eager', 'compile', 'onnxruntime')
-
-
-def onnx_session(path, threads=None):
-    """An onnxruntime CPU session of the ONNX file ``path``, on ``threads`` intra-op threads (default: ORT's)."""
-    from ghostsr_plugin.onnx_export import require_deploy_packages
-
-    require_deploy_packages()
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
-def session_runner(session):
-    """A tensor-in, tensor-out call of an onnxruntime session with one input and one output."""
-    name = session.get_inputs()[0].name
-    return lambda x: torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
 
 
 def prepare(net, engine, threads=None, device='cpu'):
@@ -46,8 +28,6 @@ def prepare(net, engine, threads=None, device='cpu'):
     if engine == 'onnxruntime':
         if torch.device(device).type != 'cpu':
             raise InputError(f'--engine onnxruntime runs on the CPU here; found --device {device}')
-        from ghostsr_plugin.onnx_export import export_onnx
-
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, 'model.onnx')
             export_onnx(net, path)

@@ -50,14 +50,29 @@ def onnx_op_types(path):
     return sorted({(node.domain, node.op_type) for node in onnx.load(path).graph.node})
 
 
+def onnx_session(path, threads=None):
+    """An onnxruntime CPU session of the ONNX file ``path``, on ``threads`` intra-op threads (default: ORT's)."""
+    require_deploy_packages()
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def session_runner(session):
+    """A tensor-in, tensor-out call of an onnxruntime session with one input and one output."""
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
+
+
 def check_onnx(net, path, sizes=((1, 3, 24, 20), (2, 3, 33, 47)), half=False, tolerance=None):
     """Run ``path`` in onnxruntime at each input size and compare with ``net``; the largest difference per size.
 
     Raises ``InputError`` when a difference exceeds ``tolerance`` (default 1e-4 in float32,
     1e-2 in float16, for images in [0, 1]).
     """
-    from ghostsr_plugin.engines import onnx_session, session_runner
-
     tolerance = tolerance or (1e-2 if half else 1e-4)
     run = session_runner(onnx_session(path))
     differences = []

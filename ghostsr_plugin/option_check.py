@@ -16,9 +16,8 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 
 from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.init.from_options import PARAM_KEYS, SECTION_KEYS
-from ghostsr_plugin.init.intrinsic import METHODS
-from ghostsr_plugin.models.ghostsr_model import GhostSRModel
+from ghostsr_plugin.init.from_options import check_section as check_ghost_init_section
+from ghostsr_plugin.models.ghostsr_model import GhostSRModel, orientation_lr
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -51,6 +50,10 @@ class _Checker:
 
     def __init__(self, path, opt):
         self.path, self.opt = path, opt
+
+    def suggest(self, name, choices):
+        """`` (did you mean ...?)`` for a mistyped ``name``, or ''."""
+        return _suggest(name, choices)
 
     def fail(self, key, message):
         raise OptionError(f"{self.path}: key '{key}': {message}")
@@ -124,40 +127,6 @@ def check_network_options(path, opt, key='network_g'):
     return opt[key]
 
 
-def _effective_arguments(arch, section):
-    params = inspect.signature(arch).parameters
-    values = {name: section.get(name, p.default) for name, p in params.items()}
-    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
-
-
-def _check_ghost_init(check):
-    """The ``ghost_init`` section (see ghostsr_plugin.init.from_options)."""
-    section = check.get('ghost_init', dict)
-    for name in section:
-        if name not in SECTION_KEYS:
-            check.fail(f'ghost_init.{name}', f'unknown key{_suggest(name, SECTION_KEYS)}; '
-                       f'expected one of: {", ".join(SECTION_KEYS)}')
-    plain = check.network('ghost_init.network')
-    ghost = check.network('network_g')
-    plain_args = _effective_arguments(plain, section['network'])
-    ghost_args = _effective_arguments(ghost, check.opt['network_g'])
-    for name in plain_args.keys() & ghost_args.keys():
-        if plain_args[name] != ghost_args[name]:
-            check.fail(f'ghost_init.network.{name}', f'{plain_args[name]!r} differs from network_g.{name} = '
-                       f'{ghost_args[name]!r}; the Ghost model needs the plain model\'s shape and settings')
-    checkpoint = check.get('ghost_init.checkpoint', str)
-    if not osp.isfile(osp.expanduser(checkpoint)):
-        check.fail('ghost_init.checkpoint', f"file '{checkpoint}' does not exist")
-    check.file('ghost_init.checkpoint')
-    for key, choices in (('param_key', PARAM_KEYS), ('method', METHODS)):
-        value = check.get(f'ghost_init.{key}', required=False)
-        if value is not None and value not in choices:
-            check.fail(f'ghost_init.{key}', f'expected one of {", ".join(choices)}, found {value!r}')
-    check.get('ghost_init.seed', int, required=False)
-    if check.get('path.pretrain_network_g', required=False) is not None:
-        check.fail('path.pretrain_network_g', 'must be empty (~) with ghost_init, which gives the initial weights')
-
-
 def _check_paired_folders(check, key):
     """A PairedImageDataset read from disk folders: files in both, as many LQ as GT, each GT's LQ present.
 
@@ -198,7 +167,7 @@ def check_ghost_init_file(path):
     opt = load_option_file(path)
     check = _Checker(path, opt)
     check.get('ghost_init', dict)
-    _check_ghost_init(check)
+    check_ghost_init_section(check)
     return opt
 
 
@@ -244,7 +213,7 @@ def check_options(path, is_train, force_yml=None):
     if 'ghost_init' in opt:
         if not issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
             check.fail('model_type', f"'{opt['model_type']}' ignores the ghost_init section; use GhostSRModel")
-        _check_ghost_init(check)
+        check_ghost_init_section(check)
 
     datasets = check.get('datasets', dict)
     for phase in datasets:
@@ -273,6 +242,11 @@ def check_options(path, is_train, force_yml=None):
             warnings.warn(f"{path}: no 'manual_seed': BasicSR draws a new seed for every run, so a run resumed "
                           'with --auto_resume draws other Gumbel noise than an uninterrupted one would; set '
                           'manual_seed for an exact resume', stacklevel=2)
+        if issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
+            try:
+                orientation_lr(train)
+            except InputError as err:
+                raise OptionError(f'{path}: {err}') from None
         if train.get('temperature_schedule') is not None:
             try:
                 schedule = build_schedule(check.get('train.temperature_schedule', dict))

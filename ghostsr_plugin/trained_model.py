@@ -9,9 +9,8 @@ import os.path as osp
 
 import yaml
 
-from ghostsr_plugin.archs import ghost_layers
+from ghostsr_plugin.archs import freeze, ghost_layers
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.freeze import freeze
 
 
 def add_arguments(parser):

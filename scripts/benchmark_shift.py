@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ghostsr_plugin import cost, ops
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.data_prep import positive_int
+from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.ops import extension, reference
 

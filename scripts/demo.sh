@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 . .venv/bin/activate
-python scripts/prepare_demo_data.py
+ghostsr prepare-demo
 
 # PyTorch's CPU threads wait for each other at the end of every op. By default a waiting thread spins,
 # so on a busy machine (a core held by another process) each op waits out the scheduler: the demo's

@@ -11,10 +11,10 @@ repeats="${1:-7}"
 out=benchmarks/results/deploy
 export OMP_NUM_THREADS=1
 for engine in eager compile onnxruntime; do
-  ghostsr benchmark options/edsr_baseline_x2.yml options/ghost_edsr_baseline_x2.yml --latency_only \
+  ghostsr benchmark options/train/EDSR/train_EDSR_Mx2.yml options/train/GhostEDSR/train_GhostEDSR_Mx2.yml --latency_only \
     --engine "$engine" --threads 1 --latency_size 180 320 --repeats "$repeats" --warmup 1 \
     --baseline EDSR_Mx2_f64b16_DIV2K_300k_B16G1 --out "$out" --overwrite
-  ghostsr benchmark options/edsr_x2.yml options/ghost_edsr_x2.yml --latency_only \
+  ghostsr benchmark options/train/EDSR/train_EDSR_Lx2.yml options/train/GhostEDSR/train_GhostEDSR_Lx2.yml --latency_only \
     --engine "$engine" --threads 1 --latency_size 90 160 --repeats "$repeats" --warmup 1 \
     --baseline EDSR_Lx2_f256b32_DIV2K_300k_B16G1 --out "$out" --overwrite
 done

@@ -19,12 +19,12 @@ from functools import partial
 import torch
 
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.benchmark import set_folders
 from ghostsr_plugin.data_prep import matlab_bicubic
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model, network_upscale
 from ghostsr_plugin.init import ghost_init_from_section
 from ghostsr_plugin.option_check import load_option_file
+from ghostsr_plugin.results import set_folders
 
 
 def trained_iterations(opt):
@@ -45,7 +45,7 @@ def initialized(opt, seed=0):
     torch.manual_seed(seed)
     net = build_network(opt['network_g'])
     if 'ghost_init' in opt:
-        ghost_init_from_section(net, opt['ghost_init'])
+        ghost_init_from_section(net, opt['ghost_init'], opt)
     return net.eval()
 
 
@@ -58,7 +58,7 @@ def main():
     parser.add_argument('--teacher', required=True, help='option file of the plain teacher')
     parser.add_argument('--ghost', nargs='+', required=True, help='option files of the Ghost models')
     parser.add_argument('--sets', nargs='+', default=['Set5', 'Set14'], help='under --benchmark (default: %(default)s)')
-    parser.add_argument('--benchmark', default='datasets/benchmark', help='scripts/prepare_benchmarks.py output')
+    parser.add_argument('--benchmark', default='datasets/benchmark', help='`ghostsr prepare-benchmarks` output')
     parser.add_argument('--json', help='also write the figures here')
     args = parser.parse_args()
     with exit_on_input_error(parser):

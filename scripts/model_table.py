@@ -1,9 +1,9 @@
 """Print the README's model table: parameters and FLOPs of the paper's models, plain and Ghost.
 
-For each shipped Ghost option file ``options/ghost_<model>_x<s>.yml`` (the paper's models:
+For each shipped Ghost option file ``options/train/Ghost<model>/train_Ghost<model>_x<s>.yml`` (the paper's models:
 EDSR-L, RDN, CARN, CARN-M), the Ghost network is the file's ``network_g`` and the plain
 one the same section with the plain arch and without the Ghost layer's keys (for RDN,
-CARN and CARN-M that is exactly ``options/<model>_x<s>.yml``'s, as tests check). Params
+CARN and CARN-M that is exactly ``options/train/<model>/train_<model>_x<s>.yml``'s, as tests check). Params
 and FLOPs are counted as ``ghostsr benchmark`` counts them (``ghostsr_plugin.cost``), for
 one 1280 x 720 output, without building any weights.
 
@@ -17,9 +17,11 @@ from ghostsr_plugin.cost import network_cost
 from ghostsr_plugin.option_check import load_option_file
 
 OPTIONS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'options')
-MODELS = {'edsr': 'EDSR-L', 'rdn': 'RDN', 'carn': 'CARN', 'carn_m': 'CARN-M'}
+# title: (the Ghost arch, the file-name stem before x<s> in options/train/<arch>/train_<stem>x<s>.yml)
+MODELS = {'EDSR-L': ('GhostEDSR', 'GhostEDSR_L'), 'RDN': ('GhostRDN', 'GhostRDN_'), 'CARN': ('GhostCARN', 'GhostCARN_'),
+          'CARN-M': ('GhostCARN_M', 'GhostCARN_M_')}
 # The paper's reductions (params / FLOPs) that could be checked: its abstract's x2 EDSR.
-PAPER = {('edsr', 2): '46% / 46%'}
+PAPER = {('EDSR-L', 2): '46% / 46%'}
 
 
 def plain_of(ghost_opt):
@@ -32,13 +34,13 @@ def plain_of(ghost_opt):
 
 
 def rows():
-    for model, title in MODELS.items():
+    for title, (arch, stem) in MODELS.items():
         for scale in (2, 3, 4):
-            ghost_opt = load_option_file(osp.join(OPTIONS, f'ghost_{model}_x{scale}.yml'))['network_g']
+            ghost_opt = load_option_file(osp.join(OPTIONS, 'train', arch, f'train_{stem}x{scale}.yml'))['network_g']
             (plain_params, plain_flops), (params, flops) = map(network_cost, (plain_of(ghost_opt), ghost_opt))
             yield (f'{title} x{scale}', f'{plain_params:,}', f'{params:,}', f'{1 - params / plain_params:.1%}',
                    f'{plain_flops / 1e9:,.1f}', f'{flops / 1e9:,.1f}', f'{1 - flops / plain_flops:.1%}',
-                   PAPER.get((model, scale), 'n/a'))
+                   PAPER.get((title, scale), 'n/a'))
 
 
 def main():

@@ -54,7 +54,7 @@ def test_several_outputs_all_or_none(tmp_path):
 
 
 def test_leaderboard_that_fails_midway_writes_nothing(tmp_path, monkeypatch):
-    from ghostsr_plugin import leaderboard
+    from ghostsr_plugin.commands import leaderboard
 
     result = {'format': 'ghostsr-benchmark/1', 'name': 'bicubic', 'baseline': None, 'scale': 2, 'params': None,
               'flops': None, 'latency': None, 'sets': {'Set5': {'psnr': 33.66, 'ssim': 0.9299}}}

@@ -1,5 +1,6 @@
 """`ghostsr benchmark`: published bicubic figures, FLOP counting, tiled inference, result JSONs, bad input."""
 import hashlib
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -21,9 +22,9 @@ from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import load_state_dict, network_upscale
 from ghostsr_plugin.tiling import tiled_forward
 
-from .conftest import SHARED_DATA, write_options
+from .conftest import REPO_ROOT, SHARED_DATA, write_options
 from .test_cli import expect_error as expect_cli_error
-from .test_prepare import load_script
+from .test_prepare import load_command
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ def tiny_net(upscale=2, seed=0):
 
 @pytest.mark.skipif(not osp.isdir(osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR')), reason='needs ../shared/data')
 def test_bicubic_reproduces_published_set5(tmp_path, capsys):
-    load_script('prepare_benchmarks').prepare_sets([osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR')],
+    load_command('prepare_benchmarks').prepare_sets([osp.join(SHARED_DATA, 'benchmark', 'Set5', 'HR')],
                                                    str(tmp_path / 'data'), [2, 4])
     ghostsr_main(['benchmark', 'bicubic', '--data', str(tmp_path / 'data'), '--scales', '2', '4',
                   '--out', str(tmp_path / 'out')])
@@ -285,6 +286,14 @@ def test_benchmark_refuses_runs_writing_one_file_and_empty_data(tiny_benchmark, 
     expect_error(capsys, ['benchmark', 'bicubic', '--data', str(tmp_path / 'no_sets'), '--out', str(bench['out'])],
                  'no test sets in', 'no_sets', 'GTmod<s>')
     expect_error(capsys, [*base, 'bicubic', '--scales', '0'], '--scales', 'expected a positive integer, found 0')
+
+
+def load_script(name):
+    """A developer script of scripts/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, 'scripts', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_report_scripts_exit_2_on_bad_input(tmp_path, monkeypatch, capsys, tiny_options):

@@ -3,8 +3,7 @@ import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from ghostsr_plugin.archs import ghost_layers
-from ghostsr_plugin.freeze import freeze
+from ghostsr_plugin.archs import freeze, ghost_layers
 from ghostsr_plugin.onnx_export import check_onnx, export_onnx, onnx_op_types
 from ghostsr_plugin.ops import reference, traceable
 

@@ -5,9 +5,8 @@ import pytest
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from ghostsr_plugin.archs import ghost_layers
+from ghostsr_plugin.archs import freeze, ghost_layers
 from ghostsr_plugin.cli import ghostsr_main
-from ghostsr_plugin.freeze import freeze
 
 from .conftest import write_options
 

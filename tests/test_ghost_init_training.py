@@ -4,6 +4,7 @@ No module-level basicsr import: the spawned distributed workers import this modu
 ghostsr_plugin must be imported before basicsr (it applies the torchvision shim).
 """
 import copy
+import math
 import os
 import re
 
@@ -50,7 +51,7 @@ def test_train_runs_the_init_once_and_resume_skips_it(tmp_path, init_options, ru
     opt_file = write_options(tmp_path / 'o.yml', init_options)
     run_cli('basicsr', 'train', '-opt', opt_file)
     log = training_log(tmp_path, init_options['name'])
-    assert log.count('Ghost init by cluster (seed 0) from') == 1
+    assert log.count('Ghost init by cluster (seed 0, orientation random) from') == 1
     assert len(re.findall(r'body\.\d\.conv\d: 8 filters -> 4 clusters, sizes min \d', log)) == 4
     assert log.index('Ghost init done.') < log.index('Use Exponential Moving Average')
 
@@ -104,6 +105,7 @@ def test_wrong_checkpoint_fails_and_writes_nothing(tmp_path, init_options, capsy
     ({'methd': 'cluster'}, ["'ghost_init.methd'", "unknown key (did you mean 'method'?)"]),
     ({'method': 'kmeans'}, ["'ghost_init.method'", "expected one of cluster, order, found 'kmeans'"]),
     ({'param_key': 'ema'}, ["'ghost_init.param_key'", 'expected one of params, params_ema']),
+    ({'orientation': 'fitted'}, ["'ghost_init.orientation'", "expected one of fit, random, zero, found 'fitted'"]),
     ({'checkpoint': 'nope.pth'}, ["'ghost_init.checkpoint'", "file 'nope.pth' does not exist"]),
     ({'network': {**PLAIN, 'type': 'EDSRR'}}, ["'ghost_init.network.type'", "unknown arch 'EDSRR'"]),
     ({'network': {**PLAIN, 'num_feats': 8}}, ["'ghost_init.network.num_feats'", 'not an argument of EDSR']),
@@ -138,7 +140,7 @@ def test_options_that_would_ignore_ghost_init_fail(tmp_path, init_options, capsy
     assert fragment in capsys.readouterr().err
 
 
-def _distributed_worker(rank, world_size, port, section, out_dir):
+def _distributed_worker(rank, world_size, port, section, datasets, out_dir):
     """Run the training hook on every rank: first as ``section`` says, then from a missing checkpoint."""
     from torch import distributed as dist
 
@@ -149,7 +151,7 @@ def _distributed_worker(rank, world_size, port, section, out_dir):
     net = GhostEDSR(**{k: v for k, v in PLAIN.items() if k != 'type'})
     for name, checkpoint in (('good', section['checkpoint']), ('missing', os.path.join(out_dir, 'gone.pth'))):
         opt = {'ghost_init': {**section, 'checkpoint': checkpoint if rank == 0 else 'not read on this rank'},
-               'path': {'resume_state': None}}
+               'path': {'resume_state': None}, 'datasets': datasets, 'scale': 2}
         try:
             ghost_init_for_training(opt, net)
             torch.save(net.state_dict(), os.path.join(out_dir, f'{name}{rank}.pth'))
@@ -160,13 +162,35 @@ def _distributed_worker(rank, world_size, port, section, out_dir):
 
 
 def test_rank0_computes_and_every_rank_receives(tmp_path, init_options):
-    section = init_options['ghost_init']
-    mp.spawn(_distributed_worker, args=(2, free_port(), section, str(tmp_path)), nprocs=2)
+    section = {**init_options['ghost_init'], 'orientation': 'fit'}  # rank 0 alone reads the calibration batch
+    mp.spawn(_distributed_worker, args=(2, free_port(), section, init_options['datasets'], str(tmp_path)), nprocs=2)
     rank0, rank1 = (torch.load(tmp_path / f'good{r}.pth', weights_only=True) for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # logits included: they were broadcast
+    assert rank1['body.0.conv1.logits'].max() == pytest.approx(math.log(8))  # the fit's margin
     plain = torch.load(section['checkpoint'], weights_only=True)['params_ema']
     assert torch.equal(rank1['conv_first.weight'], plain['conv_first.weight'])
 
     # An error on rank 0 reaches every rank instead of leaving them waiting.
     errors = [(tmp_path / f'missing{r}.err').read_text() for r in (0, 1)]
     assert 'gone.pth' in errors[0] and 'ghost_init failed on rank 0' in errors[1] and 'gone.pth' in errors[1]
+
+
+def test_the_plain_network_defaults_to_network_g_without_the_ghost_keys(tmp_path, init_options):
+    from ghostsr_plugin.init.from_options import plain_network
+
+    explicit = init_options['ghost_init']['network']
+    ghost = {**init_options['network_g'], 'ratio': 0.5, 'max_shift': 1, 'orientation_groups': 1}
+    assert plain_network(ghost) == {**explicit, 'type': 'EDSR'}
+    assert plain_network({**ghost, 'type': 'ghostsr.GhostRDN', 'num_block': 2})['type'] == 'ghostsr.RDN'
+
+    # An option file without ghost_init.network initializes exactly as the explicit one.
+    outputs = {}
+    for name, section in (('explicit', init_options['ghost_init']),
+                          ('derived', {k: v for k, v in init_options['ghost_init'].items() if k != 'network'})):
+        opt_file = write_options(tmp_path / f'{name}.yml', {**init_options, 'network_g': ghost, 'ghost_init': section})
+        outputs[name] = tmp_path / f'{name}.pth'
+        ghostsr_main(['cluster-init', '-opt', opt_file, '--out', str(outputs[name])])
+    explicit_state, derived_state = (torch.load(outputs[n], weights_only=True)['params'] for n in outputs)
+    for key, value in explicit_state.items():
+        if not key.endswith('logits'):
+            assert torch.equal(derived_state[key], value), key

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from ghostsr_plugin.cli import ghostsr_main
+from ghostsr_plugin.commands.leaderboard import load_results
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.leaderboard import load_results
 
 from .test_cli import expect_error as expect_cli_error
 

@@ -22,10 +22,12 @@ def test_option_file_is_valid(path, tmp_path, monkeypatch):
         for key, name in (('dataroot_gt', 'a'), ('dataroot_lq', dataset.get('filename_tmpl', '{}').format('a'))):
             os.makedirs(dataset[key])
             open(osp.join(dataset[key], f'{name}.png'), 'wb').close()
-    if 'ghost_init' in opt:  # the plain checkpoint the file starts from (the check only loads it)
-        os.makedirs(osp.dirname(opt['ghost_init']['checkpoint']), exist_ok=True)
-        torch.save({'params': {}}, opt['ghost_init']['checkpoint'])
-    check_options(path, is_train=True)
+    # The checkpoints the file starts from or tests (the check only loads them).
+    for checkpoint in ((opt.get('ghost_init') or {}).get('checkpoint'), opt['path'].get('pretrain_network_g')):
+        if checkpoint:
+            os.makedirs(osp.dirname(checkpoint), exist_ok=True)
+            torch.save({'params': {}}, checkpoint)
+    check_options(path, is_train=f'{osp.sep}test{osp.sep}' not in path)
     with torch.device('meta'):  # checks the arguments and structure without paying for weights
         net = build_network(opt['network_g'])
     assert net.upsample is not None and opt['scale'] == opt['network_g']['upscale']
@@ -34,6 +36,42 @@ def test_option_file_is_valid(path, tmp_path, monkeypatch):
 def test_shipped_options_cover_the_paper_settings():
     names = {osp.relpath(p, osp.join(REPO_ROOT, 'options')) for p in OPTION_FILES}
     for s in (2, 3, 4):
-        assert {f'ghost_edsr_x{s}.yml', f'ghost_edsr_baseline_x{s}.yml'} <= names
-        for model in ('rdn', 'carn', 'carn_m'):
-            assert {f'{model}_x{s}.yml', f'ghost_{model}_x{s}.yml'} <= names
+        for size in 'LM':
+            assert {f'train/EDSR/train_EDSR_{size}x{s}.yml', f'train/GhostEDSR/train_GhostEDSR_{size}x{s}.yml',
+                    f'train/GhostEDSR/train_GhostEDSR_{size}x{s}_init.yml'} <= names
+        for model in ('RDN', 'CARN', 'CARN_M'):
+            assert {f'train/{model}/train_{model}_x{s}.yml', f'train/Ghost{model}/train_Ghost{model}_x{s}.yml',
+                    f'train/Ghost{model}/train_Ghost{model}_x{s}_init.yml'} <= names
+
+
+def test_every_model_has_train_and_test_options():
+    names = {osp.relpath(p, osp.join(REPO_ROOT, 'options')) for p in OPTION_FILES}
+    trains = {n for n in names if n.startswith('train/') and not n.endswith('_init.yml')}
+    for train in trains:
+        model, file = train.split('/')[1:]
+        assert f"test/{model}/{file.replace('train_', 'test_', 1)}" in names
+
+
+def test_a_shipped_test_option_file_runs_through_basicsr_test(tmp_path, tiny_pairs, run_cli):
+    """basicsr test -opt options/test/GhostEDSR/test_GhostEDSR_Mx2.yml, once the user has weights and test sets."""
+    import shutil
+
+    from basicsr.archs import build_network
+
+    from ghostsr_plugin.archs import freeze
+
+    path = osp.join(REPO_ROOT, 'options', 'test', 'GhostEDSR', 'test_GhostEDSR_Mx2.yml')
+    opt = load_option_file(path)
+    for dataset in opt['datasets'].values():
+        shutil.copytree(tiny_pairs['val_hr'], tmp_path / dataset['dataroot_gt'])
+        shutil.copytree(tiny_pairs['val_lr'], tmp_path / dataset['dataroot_lq'])
+    network = {**opt['network_g'], 'deploy': False}
+    torch.manual_seed(0)
+    weights = freeze(build_network(network)).state_dict()  # as `basicsr train` writes net_g_deploy.pth
+    checkpoint = tmp_path / opt['path']['pretrain_network_g']
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({'params': weights, 'params_ema': weights}, checkpoint)
+    run_cli('basicsr', 'test', '-opt', path)
+    log = next((tmp_path / 'results' / opt['name']).glob('test_*.log')).read_text()
+    assert 'Loading GhostEDSR model from' in log and '# psnr:' in log and 'Set14' in log
+    assert len(list((tmp_path / 'results' / opt['name'] / 'visualization' / 'Set5').glob('*.png'))) == 2

@@ -10,9 +10,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from ghostsr_plugin import ops
-from ghostsr_plugin.archs import named_ghost_layers
+from ghostsr_plugin.archs import freeze, named_ghost_layers
 from ghostsr_plugin.cost import cost_input, count_params, network_cost
-from ghostsr_plugin.freeze import freeze
 
 from .conftest import REPO_ROOT, write_options
 
@@ -187,10 +186,10 @@ def test_ghost_arch_trains_through_basicsr(arch, tmp_path, tiny_options, run_cli
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('model', ['rdn', 'carn', 'carn_m'])
+@pytest.mark.parametrize('model', ['RDN', 'CARN', 'CARN_M'])
 def test_plain_and_ghost_options_differ_only_in_the_ghost_settings(model, scale):
-    plain, ghost = (yaml.safe_load(Path(REPO_ROOT, 'options', f'{prefix}{model}_x{scale}.yml').read_text())
-                    for prefix in ('', 'ghost_'))
+    plain, ghost = (yaml.safe_load(Path(REPO_ROOT, 'options', 'train', arch, f'train_{arch}_x{scale}.yml').read_text())
+                    for arch in (model, f'Ghost{model}'))
     assert (plain['model_type'], ghost['model_type']) == ('SRModel', 'GhostSRModel')
     assert plain['network_g'] == {**{k: v for k, v in ghost['network_g'].items() if k not in GHOST_KEYS},
                                   'type': ghost['network_g']['type'].removeprefix('Ghost')}

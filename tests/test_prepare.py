@@ -4,7 +4,6 @@ import json
 import math
 import os
 import os.path as osp
-import sys
 from fractions import Fraction
 
 import cv2
@@ -18,14 +17,10 @@ from PIL import Image
 from ghostsr_plugin.data_prep import bicubic_downscale, matlab_bicubic
 from ghostsr_plugin.errors import InputError
 
-from .conftest import REPO_ROOT
 
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, 'scripts', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_command(name):
+    """The module of a ``ghostsr`` command, e.g. ``prepare_div2k`` for ``ghostsr prepare-div2k``."""
+    return importlib.import_module(f'ghostsr_plugin.commands.{name}')
 
 
 def exact_cubic(x):
@@ -115,7 +110,7 @@ def write_hr_folder(folder):
 def test_prepared_benchmark_matches_independent_computation(tmp_path):
     hr_folder = write_hr_folder(tmp_path / 'Tiny' / 'HR')
     out = tmp_path / 'benchmark'
-    load_script('prepare_benchmarks').prepare_sets([str(hr_folder)], str(out), [2, 3, 4])
+    load_command('prepare_benchmarks').prepare_sets([str(hr_folder)], str(out), [2, 3, 4])
     for name in ('color', 'gray'):
         hr = np.asarray(Image.open(hr_folder / f'{name}.png').convert('RGB'))  # grayscale: R = G = B
         for s in (2, 3, 4):
@@ -126,7 +121,7 @@ def test_prepared_benchmark_matches_independent_computation(tmp_path):
 
 
 def test_prepare_benchmarks_bad_inputs(tmp_path, capsys):
-    prepare_sets = load_script('prepare_benchmarks').prepare_sets
+    prepare_sets = load_command('prepare_benchmarks').prepare_sets
     (tmp_path / 'empty').mkdir()
     with pytest.raises(InputError, match=r'no images .* in .*empty'):
         prepare_sets([str(tmp_path / 'empty')], str(tmp_path / 'out'), [2])
@@ -150,17 +145,17 @@ def test_prepare_benchmarks_bad_inputs(tmp_path, capsys):
 
 
 def test_prepare_benchmarks_failing_midway_leaves_nothing(tmp_path, monkeypatch, capsys):
-    prepare = load_script('prepare_benchmarks')
+    prepare = load_command('prepare_benchmarks')
     good = str(write_hr_folder(tmp_path / 'Good'))
     bad = write_hr_folder(tmp_path / 'Bad')
     (bad / 'zz_broken.png').write_bytes(b'not an image')  # read last: the set's first images are written by then
     out = tmp_path / 'nested' / 'benchmark'
-    assert run_script(prepare, monkeypatch, good, str(bad), '--out', str(out), '--scales', '2', '3') == 2
+    assert run_command(prepare, good, str(bad), '--out', str(out), '--scales', '2', '3') == 2
     assert 'cannot read image' in capsys.readouterr().err
     assert not (tmp_path / 'nested').exists()  # not even the folders it made
 
     (bad / 'zz_broken.png').unlink()
-    assert run_script(prepare, monkeypatch, good, str(bad), '--out', str(out), '--scales', '2', '3') == 0
+    assert run_command(prepare, good, str(bad), '--out', str(out), '--scales', '2', '3') == 0
     assert sorted(p.name for p in out.iterdir()) == ['Bad', 'Good']
     assert sorted(p.name for p in (out / 'Bad' / 'LRbicx3').iterdir()) == ['color.png', 'gray.png']
 
@@ -195,10 +190,9 @@ def test_prepare_div2k_sub_images_and_lmdb(fake_div2k, monkeypatch, capsys):
     from basicsr.utils import img2tensor
 
     root, images = fake_div2k
-    monkeypatch.setattr(sys, 'argv', ['prepare_div2k.py', '--root', str(root), '--scales', '2', '4',
-                                      '--crop_size', '96', '--step', '40', '--lmdb'])
-    div2k = load_script('prepare_div2k')
-    div2k.main()
+    args = ['--root', str(root), '--scales', '2', '4', '--crop_size', '96', '--step', '40', '--lmdb']
+    div2k = load_command('prepare_div2k')
+    assert run_command(div2k, *args) == 0
     folders = {1: root / 'DIV2K_train_HR_sub', 2: root / 'DIV2K_train_LR_bicubic' / 'X2_sub',
                4: root / 'DIV2K_train_LR_bicubic' / 'X4_sub'}
     num_crops = 0
@@ -225,13 +219,12 @@ def test_prepare_div2k_sub_images_and_lmdb(fake_div2k, monkeypatch, capsys):
         png = img2tensor(cv2.imread(osp.join(folder, osp.basename(item[f'{key}_path']) + '.png')), float32=False)
         assert torch.equal((item[key] * 255).round().to(torch.uint8), png)
 
-    with pytest.raises(SystemExit) as exit_info:
-        div2k.main()
-    assert exit_info.value.code == 2 and 'DIV2K_train_HR_sub exists; pass --overwrite' in capsys.readouterr().err
+    assert run_command(div2k, *args) == 2
+    assert 'DIV2K_train_HR_sub exists; pass --overwrite' in capsys.readouterr().err
 
 
 def test_prepare_div2k_bad_inputs(fake_div2k):
-    div2k = load_script('prepare_div2k')
+    div2k = load_command('prepare_div2k')
     root, _ = fake_div2k
     with pytest.raises(InputError, match='must be multiples of the scale 4'):
         div2k.check_inputs(str(root), [2, 4], 90, 40)
@@ -250,48 +243,49 @@ def test_prepare_div2k_bad_inputs(fake_div2k):
 
 
 def test_prepare_div2k_failing_midway_leaves_nothing(fake_div2k, monkeypatch, capsys):
-    div2k = load_script('prepare_div2k')
+    div2k = load_command('prepare_div2k')
     root, _ = fake_div2k
     before = sorted(p.name for p in root.iterdir())
     broken = root / 'DIV2K_train_LR_bicubic' / 'X4' / '0003x4.png'  # the last image: earlier crops are written
     good = broken.read_bytes()
     broken.write_bytes(b'not an image')
     args = ['--root', str(root), '--scales', '2', '4', '--crop_size', '96', '--step', '40', '--lmdb']
-    assert run_script(div2k, monkeypatch, *args) == 2
+    assert run_command(div2k, *args) == 2
     assert 'cannot read image' in capsys.readouterr().err
     assert sorted(p.name for p in root.iterdir()) == before
     assert sorted(p.name for p in (root / 'DIV2K_train_LR_bicubic').iterdir()) == ['X2', 'X4']
 
     broken.write_bytes(good)
-    assert run_script(div2k, monkeypatch, *args) == 0
+    assert run_command(div2k, *args) == 0
     assert (root / 'DIV2K_train_LR_bicubic' / 'X4_sub').is_dir() and (root / 'DIV2K_train_HR_sub.lmdb').is_dir()
 
 
-def run_script(module, monkeypatch, *args):
-    """``main()`` of a loaded script with ``args``; its exit status (0 when it returns)."""
-    monkeypatch.setattr(sys, 'argv', [f'{module.__name__}.py', *args])
+def run_command(module, *args):
+    """``ghostsr <module's command> args``; its exit status (0 when it returns)."""
+    from ghostsr_plugin.cli import ghostsr_main
+
     try:
-        module.main()
+        ghostsr_main([module.__name__.rsplit('.', 1)[1].replace('_', '-'), *args])
     except SystemExit as exit_info:
         return exit_info.code
     return 0
 
 
 def test_prepare_benchmarks_refuses_existing_output(tmp_path, monkeypatch, capsys):
-    prepare = load_script('prepare_benchmarks')
+    prepare = load_command('prepare_benchmarks')
     hr = str(write_hr_folder(tmp_path / 'Tiny' / 'HR'))
     out = tmp_path / 'benchmark'
-    assert run_script(prepare, monkeypatch, hr, '--out', str(out), '--scales', '2') == 0
+    assert run_command(prepare, hr, '--out', str(out), '--scales', '2') == 0
     stale = out / 'Tiny' / 'LRbicx2' / 'stale.png'
     stale.write_bytes(b'')
-    assert run_script(prepare, monkeypatch, hr, '--out', str(out), '--scales', '2') == 2
+    assert run_command(prepare, hr, '--out', str(out), '--scales', '2') == 2
     assert 'Tiny/GTmod2 exists; pass --overwrite to replace it' in capsys.readouterr().err
-    assert run_script(prepare, monkeypatch, hr, '--out', str(out), '--scales', '2', '--overwrite') == 0
+    assert run_command(prepare, hr, '--out', str(out), '--scales', '2', '--overwrite') == 0
     assert sorted(p.name for p in (out / 'Tiny' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
 
-    assert run_script(prepare, monkeypatch, hr, str(tmp_path / 'Tiny'), '--out', str(tmp_path / 'o')) == 2
+    assert run_command(prepare, hr, str(tmp_path / 'Tiny'), '--out', str(tmp_path / 'o')) == 2
     assert "both make the set 'Tiny'" in capsys.readouterr().err
-    assert run_script(prepare, monkeypatch, hr, '--out', str(tmp_path / 'o'), '--scales', '0') == 2
+    assert run_command(prepare, hr, '--out', str(tmp_path / 'o'), '--scales', '0') == 2
     assert 'expected a positive integer, found 0' in capsys.readouterr().err
 
 
@@ -310,52 +304,52 @@ def test_impossible_scales_are_input_errors():
 
 
 def test_demo_data_is_rebuilt_unless_complete_with_the_same_parameters(tmp_path, monkeypatch, capsys):
-    demo = load_script('prepare_demo_data')
+    demo = load_command('prepare_demo')
     monkeypatch.setattr(demo, 'HELD_OUT', ('chelsea',))
     monkeypatch.setattr(demo, 'TRAIN', ('coffee',))
     out = tmp_path / 'demo'
     args = ['--out', str(out), '--extra', str(tmp_path / 'no_extra'), '--lr_size', '48']
-    assert run_script(demo, monkeypatch, *args) == 0
+    assert run_command(demo, *args) == 0
     marker = json.loads((out / 'prepared.json').read_text())
     assert marker['scale'] == 2 and marker['lr_size'] == 48
     crops = sorted(p.name for p in (out / 'train' / 'HR_sub').iterdir())
     assert crops and (out / 'val' / 'LRbicx2' / 'chelsea.png').is_file()
 
-    assert run_script(demo, monkeypatch, *args) == 0
+    assert run_command(demo, *args) == 0
     assert 'reusing it' in capsys.readouterr().out
 
     # An interrupted build (no marker yet) is rebuilt, not reused.
     (out / 'prepared.json').unlink()
     (out / 'train' / 'HR_sub' / crops[0]).unlink()
-    assert run_script(demo, monkeypatch, *args) == 0
+    assert run_command(demo, *args) == 0
     assert 'rebuilding' in capsys.readouterr().out
     assert sorted(p.name for p in (out / 'train' / 'HR_sub').iterdir()) == crops
 
     # Another scale: rebuilt for it.
-    assert run_script(demo, monkeypatch, *args, '--scale', '3') == 0
+    assert run_command(demo, *args, '--scale', '3') == 0
     assert sorted(p.name for p in (out / 'val').iterdir()) == ['GTmod3', 'LRbicx3']
     assert json.loads((out / 'prepared.json').read_text())['scale'] == 3
 
     # A folder that is not a demo set is refused; impossible sizes too.
     (tmp_path / 'mine').mkdir()
     (tmp_path / 'mine' / 'notes.txt').write_text('keep me')
-    assert run_script(demo, monkeypatch, '--out', str(tmp_path / 'mine'), '--extra', str(tmp_path / 'no_extra')) == 2
+    assert run_command(demo, '--out', str(tmp_path / 'mine'), '--extra', str(tmp_path / 'no_extra')) == 2
     assert 'is not a demo set built by this script (it holds notes.txt)' in capsys.readouterr().err
     assert (tmp_path / 'mine' / 'notes.txt').is_file()
-    assert run_script(demo, monkeypatch, *args, '--scale', '-1') == 2
+    assert run_command(demo, *args, '--scale', '-1') == 2
 
 
 def test_demo_data_failing_midway_leaves_nothing(tmp_path, monkeypatch, capsys):
-    demo = load_script('prepare_demo_data')
+    demo = load_command('prepare_demo')
     monkeypatch.setattr(demo, 'HELD_OUT', ('chelsea',))
     monkeypatch.setattr(demo, 'TRAIN', ('coffee',))
     extra = write_hr_folder(tmp_path / 'extra')
     (extra / 'zz_broken.png').write_bytes(b'not an image')  # read after the other photos' pairs are written
     args = ['--out', str(tmp_path / 'data' / 'demo'), '--extra', str(extra), '--lr_size', '16']
-    assert run_script(demo, monkeypatch, *args) == 2
+    assert run_command(demo, *args) == 2
     assert 'cannot read image' in capsys.readouterr().err
     assert not (tmp_path / 'data').exists()
 
     (extra / 'zz_broken.png').unlink()
-    assert run_script(demo, monkeypatch, *args) == 0
+    assert run_command(demo, *args) == 0
     assert (tmp_path / 'data' / 'demo' / 'prepared.json').is_file()

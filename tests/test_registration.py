@@ -33,3 +33,36 @@ def test_third_party_plugins_are_loaded(monkeypatch):
     monkeypatch.setattr(cli, 'entry_points', lambda group: [fake] if group == cli.PLUGIN_GROUP else [])
     cli.load_plugins()
     assert 'ThirdPartyNet' in ARCH_REGISTRY
+
+
+def test_a_name_another_plugin_holds_is_a_warning_and_ours_stays_reachable():
+    """Another plugin registered 'RDN' first: no AssertionError, one warning, ours as 'ghostsr.RDN'."""
+    code = '''
+import sys, warnings
+import torchvision.transforms.functional as functional
+sys.modules['torchvision.transforms.functional_tensor'] = functional  # what any plugin needs for basicsr 1.4.2
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+@ARCH_REGISTRY.register()
+class RDN(nn.Module):
+    pass
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    import ghostsr_plugin
+mine = ARCH_REGISTRY.get('ghostsr.RDN')
+assert ARCH_REGISTRY.get('RDN') is RDN and mine.__module__ == 'ghostsr_plugin.archs.rdn_arch'
+assert ARCH_REGISTRY.get('GhostRDN') is ARCH_REGISTRY.get('ghostsr.GhostRDN')
+print([str(w.message) for w in caught if 'already registered' in str(w.message)])
+'''
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(["arch registry: 'RDN' is already registered by __main__.RDN; "
+                                       "ghostsr-plugin's RDN is 'ghostsr.RDN' (use that type in option files)"])
+
+
+def test_every_class_is_also_registered_under_the_plugin_prefix():
+    for name in ('GhostEDSR', 'GhostRDN', 'GhostCARN', 'GhostCARN_M', 'RDN', 'CARN', 'CARN_M'):
+        assert ARCH_REGISTRY.get(f'ghostsr.{name}') is ARCH_REGISTRY.get(name)
+    assert MODEL_REGISTRY.get('ghostsr.GhostSRModel') is MODEL_REGISTRY.get('GhostSRModel')

@@ -11,7 +11,7 @@ def train_options(tiny_options, name, total_iter, persistent_workers=False):
     opt = {**tiny_options, 'name': name}
     opt['datasets'] = {'train': {**tiny_options['datasets']['train'], 'num_worker_per_gpu': 1,
                                  'persistent_workers': persistent_workers}}
-    opt['train'] = {**tiny_options['train'], 'total_iter': total_iter,
+    opt['train'] = {**tiny_options['train'], 'total_iter': total_iter, 'orientation_lr': 10,
                     'temperature_schedule': {'type': 'exponential', 'base': 0.8, 'unit': 'iter'}}
     del opt['val']
     return opt
@@ -47,6 +47,9 @@ def test_resumed_run_has_the_same_temperatures_orientations_and_weights(tmp_path
     for key in ('params', 'params_ema'):
         for name, value in states['whole'][key].items():
             assert torch.equal(states['parts'][key][name], value), f'{key}.{name}'
+    # the logits' own parameter group (10 x lr) went through the resume
+    optimizer = torch.load(exps['parts'] / 'training_states' / '6.state', weights_only=True)['optimizers'][0]
+    assert [g['lr'] / optimizer['param_groups'][0]['lr'] for g in optimizer['param_groups']] == [1, 10]
     deploy = torch.load(exps['whole'] / 'models' / 'net_g_deploy.pth', weights_only=True)
     assert 'body.0.conv1.offsets' in deploy['params'] and 'body.0.conv1.logits' not in deploy['params']
 

@@ -24,6 +24,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from ghostsr_plugin.registration import register
+
 from .arch_util import GhostBody, PixelRange, conv3x3
 from .ghost_layer import named_ghost_layers
 
@@ -109,7 +111,7 @@ class _CascadingResidualNetwork(nn.Module):
         return self.pixel_range.inverse(self.conv_last(self.upsample(x)))
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class CARN(_CascadingResidualNetwork):
     """Cascading residual network.
 
@@ -128,7 +130,7 @@ class CARN(_CascadingResidualNetwork):
         return [ResidualBlock(num_feat, self.body_conv) for _ in range(num_unit)]
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class CARN_M(_CascadingResidualNetwork):
     """CARN-M, the mobile CARN: efficient residual blocks, group convs (``groups``, 4 in the paper)
     in them and in the upsampler, and one residual block shared within each cascading block.
@@ -144,7 +146,7 @@ class CARN_M(_CascadingResidualNetwork):
         return [EfficientResidualBlock(num_feat, groups, self.body_conv)]
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class GhostCARN(GhostBody, CARN):
     """CARN whose residual blocks' 3x3 convs are Ghost layers.
 
@@ -181,7 +183,7 @@ class GhostCARN(GhostBody, CARN):
         return sources
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class GhostCARN_M(GhostBody, CARN_M):
     """CARN-M whose efficient residual block's two 3x3 group convs are Ghost layers.
 

@@ -4,6 +4,8 @@ from basicsr.archs.edsr_arch import EDSR
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from ghostsr_plugin.registration import register
+
 from .ghost_layer import GhostConv2d
 
 
@@ -25,7 +27,7 @@ class GhostResidualBlock(nn.Module):
         return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class GhostEDSR(EDSR):
     """EDSR whose residual body is Ghost layers; head, upsampler and tail stay plain.
 

@@ -196,3 +196,10 @@ def named_ghost_layers(net):
 def ghost_layers(net):
     """Every Ghost layer of ``net``, in module order."""
     return [m for _, m in named_ghost_layers(net)]
+
+
+def freeze(net):
+    """Freeze every Ghost layer of ``net`` in place (see ``GhostConv2d.freeze``); returns ``net``."""
+    for layer in ghost_layers(net):
+        layer.freeze()
+    return net

@@ -20,6 +20,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from ghostsr_plugin.registration import register
+
 from .arch_util import GhostBody, PixelRange, conv3x3
 
 
@@ -40,7 +42,7 @@ class RDB(nn.Module):
         return x + self.lff(features)
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class RDN(nn.Module):
     """Residual dense network.
 
@@ -76,7 +78,7 @@ class RDN(nn.Module):
         return self.pixel_range.inverse(self.conv_last(self.upsample(x)))
 
 
-@ARCH_REGISTRY.register()
+@register(ARCH_REGISTRY)
 class GhostRDN(GhostBody, RDN):
     """RDN whose dense layers (the 3x3 convs inside the residual dense blocks) are Ghost layers.
 

@@ -18,8 +18,10 @@ import torch
 from tqdm import tqdm
 
 from ghostsr_plugin import engines, trained_model
-from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, list_images, positive_int
+from ghostsr_plugin.commands import positive_int
+from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, list_images
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.onnx_export import onnx_session, session_runner
 from ghostsr_plugin.tiling import tiled_forward
 
 
@@ -73,7 +75,7 @@ def _model(args):
             raise InputError(f'--onnx runs on --engine onnxruntime, found --engine {args.engine}')
         if not osp.isfile(args.onnx):
             raise InputError(f'--onnx {args.onnx} does not exist')
-        run = engines.session_runner(engines.onnx_session(args.onnx, args.threads))
+        run = session_runner(onnx_session(args.onnx, args.threads))
     else:
         net = trained_model.load_frozen(args)[0]
         run = engines.prepare(net, args.engine or 'eager', args.threads, args.device)

@@ -6,8 +6,14 @@ noise from rank 0's ``manual_seed`` and the iteration, so every rank draws the s
 A run resumed with ``--auto_resume`` draws the same noise as an uninterrupted one when the
 option file sets ``manual_seed`` (without it, BasicSR draws a new seed for every run). At
 BasicSR's print frequency it logs the temperature and every layer's orientation; at
-validation, the orientation histogram; at the end of training it also writes a frozen
-deploy checkpoint, ``net_g_deploy.pth``.
+validation, the orientation histogram; at the end of training, how many layers' argmax
+moved since the run started, and a frozen deploy checkpoint, ``net_g_deploy.pth``.
+
+The orientation logits get their own optimizer parameter group: learning rate
+``train.orientation_lr`` times ``train.optim_g.lr`` (the official code's single group is
+``orientation_lr: 1``), no weight decay, and the same BasicSR scheduler as every other
+weight. The logits start within about 1/3 of each other, and at the global learning rate
+they rarely travel that far in a short run, so the argmax never moves.
 """
 import copy
 import math
@@ -19,11 +25,23 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ghostsr_plugin.archs import ghost_layers
-from ghostsr_plugin.freeze import freeze
+from ghostsr_plugin.archs import freeze, ghost_layers
+from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
+from ghostsr_plugin.registration import register
 from ghostsr_plugin.schedules import build_schedule
+
+DEFAULT_ORIENTATION_LR = 100  # provisional: the smallest multiple that moved any argmax in 300 demo iterations
+
+
+def orientation_lr(train_opt):
+    """``train.orientation_lr``, checked: a positive number (a multiple of ``train.optim_g.lr``)."""
+    value = train_opt.get('orientation_lr', DEFAULT_ORIENTATION_LR)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InputError("key 'train.orientation_lr': expected a positive number (a multiple of train.optim_g.lr), "
+                         f'found {type(value).__name__} {value!r}')
+    return float(value)
 
 
 def iters_per_epoch(opt):
@@ -49,7 +67,7 @@ def rank0_seed(seed):
     return seed
 
 
-@MODEL_REGISTRY.register()
+@register(MODEL_REGISTRY)
 class GhostSRModel(SRModel):
     """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
@@ -71,6 +89,29 @@ class GhostSRModel(SRModel):
         self.noise_seed = rank0_seed(self.opt['manual_seed'])
         self.iters_per_epoch = iters_per_epoch(self.opt)
         self.temperature = self.schedule(1, self.total_iter, self.iters_per_epoch)
+        self.start_orientations = [layer.orientation().clone() for layer in self.ghost_layers]
+
+    def setup_optimizers(self):
+        """BasicSR's optimizer, with the orientation logits in a second parameter group.
+
+        That group's learning rate is ``train.orientation_lr`` times the others' and it has
+        no weight decay; BasicSR's schedulers and its resume handle every group alike.
+        """
+        train_opt = self.opt['train']
+        logits = {id(layer.logits) for layer in ghost_layers(self.get_bare_model(self.net_g)) if not layer.frozen}
+        weights, orientation = [], []
+        for name, param in self.net_g.named_parameters():
+            if not param.requires_grad:
+                get_root_logger().warning(f'Params {name} will not be optimized.')
+            else:
+                (orientation if id(param) in logits else weights).append(param)
+        optim_opt = dict(train_opt['optim_g'])
+        optim_type, lr = optim_opt.pop('type'), optim_opt.pop('lr')
+        groups = [{'params': weights}]
+        if orientation:
+            groups.append({'params': orientation, 'lr': lr * orientation_lr(train_opt), 'weight_decay': 0})
+        self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
 
     def optimize_parameters(self, current_iter):
         self.temperature = self.schedule(current_iter, self.total_iter, self.iters_per_epoch)
@@ -107,6 +148,10 @@ class GhostSRModel(SRModel):
         super().save(epoch, current_iter)
         if current_iter == -1:  # BasicSR's end of training
             self.save_deploy()
+            moved = [name for name, layer, start in zip(self.monitor.names, self.ghost_layers, self.start_orientations)
+                     if not torch.equal(layer.orientation(), start)]
+            get_root_logger().info(f'Ghost layers whose argmax orientation moved since this run started: '
+                                   f'{len(moved)}/{len(self.ghost_layers)} {moved}')
             settling = self.monitor.settling(self.total_iter - self.total_iter // 10)
             for kind, names in settling.items():
                 get_root_logger().info(f'Ghost layers whose {kind} orientation changed in the last 10% of training: '

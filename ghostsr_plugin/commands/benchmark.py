@@ -1,0 +1,265 @@
+"""Benchmark models on prepared test sets: PSNR/SSIM, params, FLOPs, latency; one JSON per model and scale.
+
+Models: ``bicubic`` (MATLAB's bicubic upscaling, the literature's baseline), BasicSR option
+files (the network from ``network_g``; weights from ``path.pretrain_network_g``, or from
+--checkpoint when one network model is given), or one network given by --arch,
+--arch_args and --checkpoint. A network model runs at its own scale (the option file's
+``scale``, else its ``upscale`` argument); bicubic runs at every scale asked for.
+
+Test sets are read from --data in BasicSR's layout, as `ghostsr prepare-benchmarks`
+writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
+PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
+pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
+latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
+on one forward pass producing 1280 x 720, whole image; the networks of one run are timed in
+turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
+networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs.
+--tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
+SHA-256, data SHA-256 and every option of the run.
+
+Example:
+  ghostsr benchmark bicubic options/demo/ghost_edsr_x2_demo.yml --sets Set5 Set14 \\
+      --checkpoint experiments/demo_GhostEDSR_x2_f32b4/models/net_g_latest.pth --name 'GhostEDSR demo'
+"""
+import copy
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+from datetime import datetime, timezone
+from functools import partial
+
+import torch
+from basicsr.archs import build_network
+
+from ghostsr_plugin import engines, trained_model
+from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.commands import positive_int
+from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
+from ghostsr_plugin.data_prep import matlab_bicubic
+from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
+from ghostsr_plugin.option_check import check_network_options, load_option_file
+from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, result_path, set_folders, set_order, sha256
+
+
+def add_arguments(parser):
+    parser.add_argument('models', nargs='*', metavar='MODEL', help=f"'{BICUBIC}' or a BasicSR option file")
+    trained_model.add_network_arguments(parser)
+    parser.add_argument('--name', help="the one network model's row name (default: the option file's name, "
+                        'or the arch)')
+    parser.add_argument('--baseline', help='the row name of the plain model that the other (Ghost) models are '
+                        "compared with; the leaderboard links them and gives their latency ratio")
+    parser.add_argument('--data', default='datasets/benchmark', help='prepared test sets (default: %(default)s)')
+    parser.add_argument('--sets', nargs='+', help='test sets under --data (default: all of them)')
+    parser.add_argument('--scales', nargs='+', type=positive_int,
+                        help="scales to run (default: the network models' scales, or 2 3 4 for bicubic alone)")
+    parser.add_argument('--out', default='results/benchmark', help='folder for the result JSONs (default: %(default)s)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='torch device (default: %(default)s)')
+    parser.add_argument('--engine', choices=engines.ENGINES, default='eager',
+                        help='where the networks run, for latency and outputs alike; every engine runs the frozen '
+                        'model (default: %(default)s)')
+    parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
+    parser.add_argument('--latency_only', action='store_true',
+                        help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
+    parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
+                        help='LR size of the timed input (default: the one whose output is 1280 x 720)')
+    parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
+    parser.add_argument('--tile_overlap', type=int,
+                        help='LR pixels of context around each tile; at least the receptive-field radius for results '
+                        'equal to whole-image inference within float rounding '
+                        '(GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes (default: %(default)s)')
+    parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
+    parser.add_argument('--skip_corrupt', action='store_true',
+                        help='report and skip unreadable images and images too small to measure')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
+
+
+def network_models(args):
+    """The network models named on the command line: name, network options, scale, checkpoint."""
+    models = []
+    for path in (m for m in args.models if m != BICUBIC):
+        opt = load_option_file(path)
+        network = check_network_options(path, opt)
+        path_opt = opt.get('path') or {}
+        models.append({'name': opt.get('name') or network['type'], 'option_file': path, 'network_g': network,
+                       'scale': opt.get('scale', network.get('upscale')),
+                       'checkpoint': path_opt.get('pretrain_network_g'),
+                       'param_key': path_opt.get('param_key_g', args.param_key)})
+    if args.arch:
+        network = {'type': args.arch, **trained_model.parse_arch_args(args.arch_args)}
+        check_network_options('--arch/--arch_args', {'network_g': network})
+        models.append({'name': args.arch, 'option_file': None, 'network_g': network,
+                       'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
+    elif args.arch_args:
+        raise InputError('--arch_args needs --arch')
+    if len(models) > 1 and (args.checkpoint or args.name):
+        raise InputError(f'--checkpoint and --name describe one network model; found {len(models)}: '
+                         f'{", ".join(m["name"] for m in models)} (set path.pretrain_network_g in each option file)')
+    for model in models:
+        model.update({k: v for k, v in (('checkpoint', args.checkpoint), ('name', args.name)) if v})
+        model['baseline'] = args.baseline if args.baseline != model['name'] else None
+        source = model['option_file'] or '--arch'
+        if not model['checkpoint'] and model['option_file'] and osp.isfile(latest_checkpoint(model['name'])):
+            model['checkpoint'] = latest_checkpoint(model['name'])
+        if not model['checkpoint'] and not args.latency_only:
+            raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
+        if model['checkpoint']:
+            model['checkpoint'] = osp.expanduser(model['checkpoint'])
+        if model['scale'] is None and args.scales and len(args.scales) == 1:
+            model['scale'] = args.scales[0]
+        if not isinstance(model['scale'], int):
+            raise InputError(f"{source}: cannot tell the model's scale (expected an integer 'scale' or "
+                             f"network_g.upscale, found {model['scale']!r}); pass a single --scales")
+    return models
+
+
+def _scales(args, models):
+    for model in models:
+        if args.scales and model['scale'] not in args.scales:
+            raise InputError(f"{model['name']} is a x{model['scale']} model; --scales asks for "
+                             f"{' '.join(map(str, args.scales))}")
+    return args.scales or sorted({m['scale'] for m in models}) or [2, 3, 4]
+
+
+def _sets(args):
+    if not osp.isdir(args.data):
+        raise InputError(f'test-set folder {args.data} does not exist (make it with `ghostsr prepare-benchmarks`)')
+    sets = args.sets or [d for d in os.listdir(args.data)  # hidden: a set still being prepared
+                         if osp.isdir(osp.join(args.data, d)) and not d.startswith('.')]
+    if not sets:
+        raise InputError(f'no test sets in {args.data}: expected a folder per set, <set>/GTmod<s> and '
+                         '<set>/LRbicx<s> (as `ghostsr prepare-benchmarks` writes them), found none')
+    return set_order(sets)
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(['git', 'describe', '--always', '--dirty', '--abbrev=40'], capture_output=True,
+                             text=True, cwd=osp.dirname(osp.abspath(__file__)), timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment():
+    """Versions of everything that can change a result."""
+    import basicsr
+    import cv2
+    import numpy
+    import torchvision
+
+    import ghostsr_plugin
+
+    return {
+        'ghostsr_plugin': ghostsr_plugin.__version__, 'ghostsr_plugin_commit': _git_commit(),
+        'basicsr': basicsr.__version__, 'torch': torch.__version__, 'torchvision': torchvision.__version__,
+        'numpy': numpy.__version__, 'opencv': cv2.__version__, 'python': platform.python_version(),
+        'cuda': torch.version.cuda, 'cudnn': torch.backends.cudnn.version(), 'platform': platform.platform(),
+    }
+
+
+def _load_network(model, scale, args, device):
+    """The network on ``args.engine``: its run function, description and cost (latency measured later).
+
+    Without a checkpoint (``--latency_only``) the network keeps its seeded random initialization.
+    """
+    if model['checkpoint']:
+        net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
+    else:
+        torch.manual_seed(0)
+        net, param_key = build_network(copy.deepcopy(model['network_g'])).eval(), None
+    net = net.to(device)
+    x = cost_input(scale, device)
+    cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
+    run = engines.prepare(net, args.engine, args.threads, device)  # (frozen: the logits are no deployed parameter)
+    files = [f for f in (model['checkpoint'], model['option_file']) if f]
+    described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
+                 'checkpoint': model['checkpoint'], 'param_key': param_key,
+                 'sha256': {f: sha256([f]) for f in files}}
+    return run, described, cost
+
+
+def _latencies(loaded, args, device):
+    """Each network's latency, all timed in turn in each round (fair ratios on a noisy machine)."""
+    def timed_input(scale):
+        size = args.latency_size or [OUTPUT_SIZE[0] // scale, OUTPUT_SIZE[1] // scale]
+        return torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    calls = {name: partial(run, timed_input(scale)) for name, (run, scale, _, _) in loaded.items()}
+    print(f"timing {', '.join(calls)}: {args.repeats} interleaved forward passes each on {args.engine}, "
+          f'{device_name(device)}')
+    seconds, method = interleaved_latency(calls, device, args.warmup, args.repeats)
+    threads = args.threads if args.engine == 'onnxruntime' else torch.get_num_threads()
+    return {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
+                   'device': device_name(device), 'engine': args.engine, 'threads': threads,
+                   'input': list(calls[name].args[0].shape)} for name in calls}
+
+
+def run(args):
+    models = network_models(args)
+    if not models and BICUBIC not in args.models:
+        raise InputError(f"no model given: name '{BICUBIC}', option files, or --arch")
+    if args.tile is not None and (args.tile < 1 or args.tile_overlap is None or args.tile_overlap < 0):
+        raise InputError('--tile needs a positive size and --tile_overlap >= 0 (LR pixels)')
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise InputError(f'--device {args.device}: no CUDA device is available')
+    scales, sets = _scales(args, models), [] if args.latency_only else _sets(args)
+    runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
+    pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
+    paths = {}
+    for model, scale in runs:
+        name = model if model == BICUBIC else model['name']
+        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
+        if path in paths:
+            raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
+                             'give them distinct names (--name or the option files\' name)')
+        paths[path] = name
+        if osp.exists(path) and not args.overwrite:
+            raise InputError(f'{path} exists; pass --overwrite to replace it')
+
+    loaded = {}
+    for model, scale in runs:
+        if model != BICUBIC:
+            print(f"{model['name']}: loading, counting FLOPs, preparing the {args.engine} engine")
+            run_network, described, cost = _load_network(model, scale, args, device)
+            loaded[model['name']] = (run_network, scale, described, cost)
+    latencies = _latencies(loaded, args, device)
+    options = {k: v for k, v in vars(args).items() if k != 'run'}
+    for model, scale in runs:
+        if model == BICUBIC:
+            name, baseline, upscale = BICUBIC, None, partial(matlab_bicubic, scale=scale)
+            described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
+        else:
+            name, baseline = model['name'], model['baseline']
+            run_network, _, described, cost = loaded[name]
+            cost = {**cost, 'latency': latencies[name]}
+            upscale = partial(network_upscale, run_network, tile=args.tile, overlap=args.tile_overlap, scale=scale)
+        results = {}
+        for set_name in sets:
+            gt_folder, lq_folder = set_folders(args.data, set_name, scale)
+            result = evaluate(upscale, gt_folder, lq_folder, scale, desc=f'{name} {set_name} x{scale}',
+                              skip_corrupt=args.skip_corrupt)
+            files = [p for _, gt, lq in pairs[set_name, scale] for p in (gt, lq)]
+            results[set_name] = {**result, 'gt_folder': gt_folder, 'lq_folder': lq_folder, 'data_sha256': sha256(files)}
+        record = {
+            'format': RESULT_FORMAT, 'name': name, 'baseline': baseline, 'scale': scale, 'model': described,
+            'sets': results, **cost,
+            'metrics': {'psnr': 'basicsr.metrics.calculate_psnr', 'ssim': 'basicsr.metrics.calculate_ssim',
+                        'test_y_channel': True, 'crop_border': scale},
+            'device': device_name(device) if model != BICUBIC else 'numpy (CPU)',
+            'environment': environment(), 'options': options,
+            'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+        }
+        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
+        with atomic_path(path) as temporary, open(temporary, 'w') as f:  # --out is made by the first result
+            json.dump(record, f, indent=1)
+        summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
+        if cost['latency']:
+            summary.append(f"{cost['latency']['seconds'] * 1e3:.1f} ms on {args.engine}")
+        summary = ', '.join(summary)
+        print(f'{name} x{scale}: {summary} -> {path}')

@@ -1,0 +1,69 @@
+"""scripts/ablation.py: a dry run through `basicsr train` and `ghostsr benchmark`, and its table."""
+import copy
+import importlib.util
+import json
+import os.path as osp
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import write_options
+from .test_ghost_init_training import PLAIN, save_plain
+
+SCRIPT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'scripts', 'ablation.py')
+
+
+def ablation_module():
+    spec = importlib.util.spec_from_file_location('ablation', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dry_run_records_every_stage_and_the_moved_argmax(tmp_path, tiny_options, tiny_pairs):
+    opt = copy.deepcopy(tiny_options)
+    opt['ghost_init'] = {'network': dict(PLAIN), 'checkpoint': save_plain(tmp_path / 'plain.pth'),
+                         'param_key': 'params_ema', 'method': 'cluster', 'orientation': 'fit'}
+    opt['train']['optim_g']['lr'] = 0  # nothing moves: the trained model is the initialized one
+    del opt['val']
+    options = write_options(tmp_path / 'tiny_fit.yml', opt)
+    for folder, source in (('GTmod2', 'val_hr'), ('LRbicx2', 'val_lr')):
+        shutil.copytree(tiny_pairs[source], tmp_path / 'bench' / 'Tiny' / folder)
+
+    proc = subprocess.run([sys.executable, SCRIPT, 'run', '--configs', options, '--seeds', '0', '1', '--iters', '2',
+                           '--data', 'bench', '--sets', 'Tiny', '--results', 'out'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [json.loads((tmp_path / 'out' / f'tiny_fit_s{seed}.json').read_text()) for seed in (0, 1)]
+    for seed, record in enumerate(records):
+        assert record['seed'] == seed and f'manual_seed={seed}' in record['force_yml']
+        assert set(record['stages']) == {'init', '2'} and record['final_stage'] == '2'
+        # The offline init (ghostsr cluster-init) and the training hook's give the same model.
+        assert record['stages']['2']['Tiny']['psnr'] == pytest.approx(record['stages']['init']['Tiny']['psnr'],
+                                                                      abs=1e-3)
+        assert (record['argmax_moved'], record['ghost_layers']) == (0, 4)
+        assert (tmp_path / 'experiments' / f'ablation_tiny_fit_s{seed}' / 'models' / 'net_g_latest.pth').is_file()
+
+    again = subprocess.run([sys.executable, SCRIPT, 'run', '--configs', options, '--seeds', '0', '--iters', '2',
+                            '--data', 'bench', '--sets', 'Tiny', '--results', 'out'], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and 'tiny_fit_s0.json exists: skipped' in again.stdout
+
+
+def test_table_gives_mean_and_sample_std_over_seeds(tmp_path):
+    psnrs = {'a': [30.0, 30.5, 31.25], 'b': [28.0]}
+    for config, values in psnrs.items():
+        for seed, value in enumerate(values):
+            record = {'format': 'ghostsr-ablation/1', 'config': config, 'seed': seed,
+                      'stages': {'1500': {'Set5': {'psnr': value, 'ssim': 0.9}}},
+                      'argmax_moved': seed if config == 'a' else None, 'ghost_layers': 8 if config == 'a' else None}
+            (tmp_path / f'{config}_s{seed}.json').write_text(json.dumps(record))
+    (tmp_path / 'other.json').write_text('{"format": "ghostsr-benchmark/1"}')  # not an ablation run: ignored
+    lines = ablation_module().table(str(tmp_path)).splitlines()
+    assert lines[0] == '| config | seeds | Set5 @1500 it | argmax moved |'
+    a = np.array(psnrs['a'])
+    assert lines[2] == f'| a | 0, 1, 2 | {a.mean():.2f} ± {a.std(ddof=1):.2f} | 1.00 ± 1.00 / 8 |'
+    assert lines[3] == '| b | 0 | 28.00 | — |'
