@@ -39,7 +39,7 @@ def test_traceable_shift_is_the_reference_shift(dy, dx):
 def test_traceable_ghost_features_is_the_reference(num_ghost, offsets):
     x1 = torch.rand(2, 4, 6, 5)  # num_ghost 10 > 4 intrinsic channels: sources reused in order
     expected = reference.ghost_features(x1, num_ghost, torch.tensor(offsets))
-    assert torch.equal(traceable.ghost_features(x1, num_ghost, offsets), expected)
+    assert torch.equal(traceable.ghost_features(x1, num_ghost, offsets), expected)  # copies and zeros: exact
 
 
 def test_static_offsets_follow_freeze_and_loading():
@@ -100,4 +100,6 @@ def test_onnx_shift_is_a_depthwise_one_hot_conv_that_matches_the_reference():
     x1 = torch.rand(2, 5, 7, 6)  # 9 ghosts from 5 intrinsic channels: sources reused
     kernel = traceable.shift_kernel(offsets, 9, max_shift=1)
     assert kernel.shape == (9, 1, 3, 3) and kernel.sum() == 9
-    assert torch.equal(traceable.ghost_features_by_conv(x1, kernel), traceable.ghost_features(x1, 9, offsets))
+    # A convolution may sum in any order and with any kernel algorithm: equal within float rounding.
+    torch.testing.assert_close(traceable.ghost_features_by_conv(x1, kernel), traceable.ghost_features(x1, 9, offsets),
+                               atol=1e-6, rtol=0)
