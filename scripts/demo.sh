@@ -11,7 +11,7 @@ ghostsr prepare-demo
 
 # PyTorch's CPU threads wait for each other at the end of every op. By default a waiting thread spins,
 # so on a busy machine (a core held by another process) each op waits out the scheduler: the demo's
-# iterations took 6-13 times longer than with waiting threads that sleep (README, "The demo").
+# iterations took 6-13 times longer than with waiting threads that sleep (docs/demo.md).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 basicsr train -opt options/demo/ghost_edsr_x2_demo.yml
 python scripts/demo_report.py -opt options/demo/ghost_edsr_x2_demo.yml
