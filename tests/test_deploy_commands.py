@@ -69,7 +69,7 @@ def test_export_round_trip_and_refusals(model_files, tmp_path, capsys):
     with pytest.raises(SystemExit):
         ghostsr_main(['export', '-opt', wrong, '--out', str(tmp_path / 'w.onnx')])
     assert 'does not fit GhostEDSR' in capsys.readouterr().err
-    assert not (tmp_path / 'w.onnx').exists() and not list(tmp_path.glob('*.partial'))
+    assert not (tmp_path / 'w.onnx').exists() and not list(tmp_path.glob('.tmp-*'))
 
 
 def test_export_of_a_deploy_checkpoint_and_half(model_files, tmp_path):
@@ -138,7 +138,7 @@ def test_upscale_bad_inputs_are_named(case, message, model_files, images, tmp_pa
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     if case == 'existing':
         assert (tmp_path / 'out' / 'gray.png').read_bytes() == b'mine'
-    assert not list(tmp_path.rglob('*.partial.*'))
+    assert not list(tmp_path.rglob('.tmp-*'))
 
 
 def test_benchmark_engines_interleaved_and_the_latency_table(model_files, tmp_path):

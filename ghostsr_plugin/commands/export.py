@@ -8,11 +8,10 @@ Plain archs export the same way, to compare both in one engine.
 Example:
   ghostsr export -opt options/demo/ghost_edsr_x2_demo.yml --out ghost_edsr_x2.onnx --check
 """
-import os
 import os.path as osp
-import tempfile
 
 from ghostsr_plugin import trained_model
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.onnx_export import check_onnx, export_onnx
 
@@ -30,18 +29,10 @@ def run(args):
     if osp.exists(args.out) and not args.overwrite:
         raise InputError(f'{args.out} exists; pass --overwrite to replace it')
     net, network, checkpoint = trained_model.load_frozen(args)
-    folder = osp.dirname(osp.abspath(args.out))
-    os.makedirs(folder, exist_ok=True)
-    handle, partial_path = tempfile.mkstemp(suffix='.onnx.partial', dir=folder)
-    os.close(handle)
-    try:
-        export_onnx(net, partial_path, half=args.half)
+    with atomic_path(args.out) as temporary:  # whole or not at all
+        export_onnx(net, temporary, half=args.half)
         if args.check:
-            for size, difference in check_onnx(net, partial_path, half=args.half):
+            for size, difference in check_onnx(net, temporary, half=args.half):
                 print(f'onnxruntime vs PyTorch at input {size}: largest difference {difference:.2e}')
-        os.replace(partial_path, args.out)
-    finally:
-        if osp.exists(partial_path):
-            os.remove(partial_path)
     print(f"{checkpoint} ({network['type']}) -> {args.out} ({osp.getsize(args.out):,d} bytes, "
           f"{'float16' if args.half else 'float32'}; input 'lr' N x 3 x H x W in [0, 1], output 'sr')")

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ghostsr_plugin import engines, trained_model
+from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, list_images
 from ghostsr_plugin.errors import InputError
@@ -116,17 +117,11 @@ def upscale_image(run, img, alpha, max_value, scale, tile=None, overlap=0):
 
 
 def _write(path, img):
-    """Write whole or not at all: a temporary file in the same folder, renamed when complete."""
-    stem, ext = osp.splitext(path)
-    partial_path = f'{stem}.partial{ext}'
-    try:
-        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext.lower() in ('.jpg', '.jpeg') else []
-        if not cv2.imwrite(partial_path, img, params):
+    """Write ``img`` to ``path`` whole or not at all (in the format its extension names)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.lower().endswith(('.jpg', '.jpeg')) else []
+    with atomic_path(path) as temporary:
+        if not cv2.imwrite(temporary, img, params):
             raise InputError(f'{path}: could not be written')
-        os.replace(partial_path, path)
-    finally:
-        if osp.exists(partial_path):
-            os.remove(partial_path)
 
 
 def run(args):
