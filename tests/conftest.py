@@ -3,12 +3,17 @@ import copy
 import os
 import os.path as osp
 import sys
+import tempfile
 
 import cv2
 import pytest
 import yaml
 
-import ghostsr_plugin  # noqa: F401  (must precede any basicsr import: applies the compat fixes)
+# torch.compile's on-disk caches outlive a change of the ops' schemas: a compiled graph cached by
+# an earlier version of the plugin calls the ops with their old arguments. Tests compile afresh.
+os.environ['TORCHINDUCTOR_CACHE_DIR'] = tempfile.mkdtemp(prefix='ghostsr_tests_inductor_')
+
+import ghostsr_plugin  # noqa: F401, E402  (must precede any basicsr import: applies the compat fixes)
 from ghostsr_plugin.data_prep import bicubic_downscale, mod_crop
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
