@@ -5,7 +5,8 @@
 option file, and hands over to BasicSR's own ``train_pipeline`` / ``test_pipeline`` with
 every flag passed through; its training loader draws each sample's augmentation from its
 own seed (``ghostsr_plugin.sample_seeds``), so ``--auto_resume`` is exact, and
-``--launcher pytorch`` also runs without GPUs (``ghostsr_plugin.cpu_distributed``). Runs are
+``--launcher pytorch`` also runs without GPUs (``ghostsr_plugin.cpu_distributed``), and
+``--force_yml manual_seed=S`` seeds the networks too (``ghostsr_plugin.forced_seed``). Runs are
 rooted at the current directory (``experiments/``, ``results/``, ``tb_logger/``), as with
 BasicSR's own scripts.
 
@@ -65,8 +66,9 @@ def basicsr_main(argv=None):
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
-    from ghostsr_plugin import cpu_distributed, sample_seeds
+    from ghostsr_plugin import cpu_distributed, forced_seed, sample_seeds
 
+    forced_seed.install()
     sample_seeds.install()
     cpu_distributed.install()
 

@@ -5,7 +5,7 @@ file) at each seed, one thread per run and at most two runs at once, as
 ``basicsr train -opt FILE --force_yml manual_seed=S name=ablation_<config>_s<S>``. It then
 evaluates on prepared benchmark sets (``ghostsr benchmark --data``, Set5 and Set14 by
 default; ghostsr prepare-benchmarks) the model right after initialization (configs with
-``ghost_init``: ``ghostsr cluster-init``, whose random orientations are a fresh draw), the
+``ghost_init``: ``ghostsr cluster-init --seed S``, the model the training run starts from), the
 checkpoint at each of ``--eval_iters`` that the run saved, and the final one. Each run
 writes ``<results>/<config>_s<S>.json`` with the PSNR/SSIM of every stage, the training
 time and how many Ghost layers' argmax orientation moved during training (the line
@@ -107,7 +107,8 @@ def run_one(config, seed, args):
     stages = {}
     if 'ghost_init' in opt:
         init = osp.join(work, 'init.pth')
-        call(command('ghostsr', 'cluster-init', '-opt', opt_path, '--out', init, '--overwrite'), log)
+        call(command('ghostsr', 'cluster-init', '-opt', opt_path, '--out', init, '--seed', str(seed), '--overwrite'),
+             log)
         stages['init'] = benchmark(opt_path, init, f'{name}_init', args, work, log)
     start = time.time()
     call(command('basicsr', 'train', '-opt', opt_path, '--force_yml', *force), log)

@@ -23,13 +23,14 @@ def ablation_module():
     return module
 
 
-def test_dry_run_records_every_stage_and_the_moved_argmax(tmp_path, tiny_options, tiny_pairs):
+@pytest.mark.parametrize('orientation', ['fit', 'random'])
+def test_dry_run_records_every_stage_and_the_moved_argmax(tmp_path, tiny_options, tiny_pairs, orientation):
     opt = copy.deepcopy(tiny_options)
     opt['ghost_init'] = {'network': dict(PLAIN), 'checkpoint': save_plain(tmp_path / 'plain.pth'),
-                         'param_key': 'params_ema', 'method': 'cluster', 'orientation': 'fit'}
+                         'param_key': 'params_ema', 'method': 'cluster', 'orientation': orientation}
     opt['train']['optim_g']['lr'] = 0  # nothing moves: the trained model is the initialized one
     del opt['val']
-    options = write_options(tmp_path / 'tiny_fit.yml', opt)
+    options = write_options(tmp_path / f'tiny_{orientation}.yml', opt)
     for folder, source in (('GTmod2', 'val_hr'), ('LRbicx2', 'val_lr')):
         shutil.copytree(tiny_pairs[source], tmp_path / 'bench' / 'Tiny' / folder)
 
@@ -37,20 +38,25 @@ def test_dry_run_records_every_stage_and_the_moved_argmax(tmp_path, tiny_options
                            '--data', 'bench', '--sets', 'Tiny', '--results', 'out'], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = [json.loads((tmp_path / 'out' / f'tiny_fit_s{seed}.json').read_text()) for seed in (0, 1)]
+    records = [json.loads((tmp_path / 'out' / f'tiny_{orientation}_s{seed}.json').read_text()) for seed in (0, 1)]
     for seed, record in enumerate(records):
         assert record['seed'] == seed and f'manual_seed={seed}' in record['force_yml']
         assert set(record['stages']) == {'init', '2'} and record['final_stage'] == '2'
-        # The offline init (ghostsr cluster-init) and the training hook's give the same model.
+        # The offline init (ghostsr cluster-init --seed) and the training hook's give the same model,
+        # random orientations included: the same draw as the training run of that seed (which needs
+        # --force_yml manual_seed=S to seed the network: ghostsr_plugin.forced_seed).
         assert record['stages']['2']['Tiny']['psnr'] == pytest.approx(record['stages']['init']['Tiny']['psnr'],
                                                                       abs=1e-3)
         assert (record['argmax_moved'], record['ghost_layers']) == (0, 4)
-        assert (tmp_path / 'experiments' / f'ablation_tiny_fit_s{seed}' / 'models' / 'net_g_latest.pth').is_file()
+        assert (tmp_path / 'experiments' / f'ablation_tiny_{orientation}_s{seed}' / 'models' /
+                'net_g_latest.pth').is_file()
+    if orientation == 'random':  # each seed its own draw
+        assert records[0]['stages']['init']['Tiny']['psnr'] != records[1]['stages']['init']['Tiny']['psnr']
 
     again = subprocess.run([sys.executable, SCRIPT, 'run', '--configs', options, '--seeds', '0', '--iters', '2',
                             '--data', 'bench', '--sets', 'Tiny', '--results', 'out'], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and 'tiny_fit_s0.json exists: skipped' in again.stdout
+    assert again.returncode == 0 and f'tiny_{orientation}_s0.json exists: skipped' in again.stdout
 
 
 def test_table_gives_mean_and_sample_std_over_seeds(tmp_path):

@@ -3,7 +3,9 @@
 Builds the option file's ``network_g`` (a Ghost arch), initializes it as its ``ghost_init``
 section says (see ghostsr_plugin.init.from_options), and writes a BasicSR checkpoint with
 ``params`` and ``params_ema`` (the same weights), which stock BasicSR flows can load as
-``path.pretrain_network_g``. Nothing is written if the checkpoint does not fit.
+``path.pretrain_network_g``. Nothing is written if the checkpoint does not fit. The network is built under the file's
+``manual_seed`` (or ``--seed``), seeded as ``basicsr train`` seeds rank 0, so that what the init
+leaves random (``orientation: random``'s logits) is the draw training with that seed starts from.
 
 Example: ghostsr cluster-init -opt options/train/GhostEDSR/train_GhostEDSR_Mx2_init.yml --out ghost_init.pth
 """
@@ -11,6 +13,7 @@ import os.path as osp
 
 import torch
 from basicsr.archs import build_network
+from basicsr.utils import set_random_seed
 
 from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError
@@ -22,12 +25,17 @@ def add_arguments(parser):
     parser.add_argument('-opt', required=True, help='option file with network_g (a Ghost arch) and ghost_init')
     parser.add_argument('--out', required=True, help='checkpoint to write (BasicSR format)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out')
+    parser.add_argument('--seed', type=int, help="random seed of the network's construction (default: the file's "
+                        'manual_seed, as in basicsr train)')
 
 
 def run(args):
     if osp.exists(args.out) and not args.overwrite:
         raise InputError(f'{args.out} exists; pass --overwrite to replace it')
     opt = check_ghost_init_file(args.opt)
+    seed = opt.get('manual_seed') if args.seed is None else args.seed
+    if seed is not None:
+        set_random_seed(seed)
     net = build_network(opt['network_g'])
     print(f"{describe(opt['ghost_init'])}:")
     for line in ghost_init_from_section(net, opt['ghost_init'], opt, progress=True):
