@@ -67,9 +67,31 @@ def test_table_gives_mean_and_sample_std_over_seeds(tmp_path):
                       'stages': {'1500': {'Set5': {'psnr': value, 'ssim': 0.9}}},
                       'argmax_moved': seed if config == 'a' else None, 'ghost_layers': 8 if config == 'a' else None}
             (tmp_path / f'{config}_s{seed}.json').write_text(json.dumps(record))
+    tuned = {'format': 'ghostsr-ablation/1', 'config': 'c', 'seed': 0, 'argmax_moved': 2, 'ghost_layers': 8,
+             'stages': {st: {'Set5': {'psnr': p, 'ssim': 0.9}} for st, p in (('1500', 33), ('init', 31), ('300', 32))}}
+    (tmp_path / 'c_s0.json').write_text(json.dumps(tuned))
     (tmp_path / 'other.json').write_text('{"format": "ghostsr-benchmark/1"}')  # not an ablation run: ignored
-    lines = ablation_module().table(str(tmp_path)).splitlines()
+    text = ablation_module().table(str(tmp_path))
+    first, second = text.split('\n\n')
+    lines = first.splitlines()
     assert lines[0] == '| config | seeds | Set5 @1500 it | argmax moved |'
     a = np.array(psnrs['a'])
     assert lines[2] == f'| a | 0, 1, 2 | {a.mean():.2f} ± {a.std(ddof=1):.2f} | 1.00 ± 1.00 / 8 |'
-    assert lines[3] == '| b | 0 | 28.00 | — |'
+    assert lines[3] == '| b | 0 | 28.00 | — |' and len(lines) == 4
+    # Configs evaluated at other stages get their own table, stages in training order.
+    assert second.splitlines()[0] == '| config | seeds | Set5 @init | Set5 @300 it | Set5 @1500 it | argmax moved |'
+    assert second.splitlines()[2] == '| c | 0 | 31.00 | 32.00 | 33.00 | 2.00 / 8 |'
+
+
+def test_table_goes_into_a_document_between_its_markers(tmp_path):
+    module = ablation_module()
+    doc = tmp_path / 'doc.md'
+    doc.write_text(f'# Title\n\ntext\n{module.BEGIN}\nold table\n{module.END}\n\nmore text\n')
+    module.write_into(str(doc), '| new |\n')
+    module.write_into(str(doc), '| newer |\n')  # again: replaced, not appended
+    assert doc.read_text() == f'# Title\n\ntext\n{module.BEGIN}\n| newer |\n{module.END}\n\nmore text\n'
+
+    doc.write_text('no markers\n')
+    with pytest.raises(module.InputError, match='expected one'):
+        module.write_into(str(doc), '| new |\n')
+    assert doc.read_text() == 'no markers\n'
