@@ -13,12 +13,14 @@ GhostSRModel logs at the end). Existing JSONs are kept unless ``--overwrite``; l
 benchmark records go to ``results/ablation/<run name>/``.
 
 ``table`` renders Markdown tables, mean ± sample std over seeds, of every JSON there; ``--into``
-puts them into a document (docs/ablation.md) between its two marker lines.
+puts them into a document (docs/ablation.md) between its two marker lines, ``--plot`` draws
+PSNR against fine-tuning iterations for the runs evaluated right after their init.
 
 Examples (from the repository root, after ghostsr prepare-demo and
 ghostsr prepare-benchmarks ../shared/data/benchmark/Set5/HR ../shared/data/benchmark/Set14/HR):
   python scripts/ablation.py run --configs scratch_learned_olr1 scratch_copy --seeds 0 1 2
-  python scripts/ablation.py table --out benchmarks/results/ablation/table.md --into docs/ablation.md
+  python scripts/ablation.py table --out benchmarks/results/ablation/table.md --into docs/ablation.md \\
+      --plot docs/ablation_finetune.png
 """
 import argparse
 import glob
@@ -165,12 +167,8 @@ def _mean_std(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def table(results):
-    """Markdown: per config, PSNR (Y, dB) of every stage and set, and the moved argmax count.
-
-    Configs evaluated at the same stages share a table (the from-scratch runs at their last
-    iteration, the fine-tunes also right after the init and at 300 iterations, say).
-    """
+def load_records(results):
+    """The ablation JSONs in folder ``results``, in file order."""
     records = []
     for path in sorted(glob.glob(osp.join(results, '*.json'))):
         with open(path) as f:
@@ -179,11 +177,22 @@ def table(results):
             records.append(record)
     if not records:
         raise InputError(f'no ablation results ({FORMAT} JSONs) in {results}')
+    return records
+
+
+def stage_order(stage):
+    return -1 if stage == 'init' else int(stage)
+
+
+def table(results):
+    """Markdown: per config, PSNR (Y, dB) of every stage and set, and the moved argmax count.
+
+    Configs evaluated at the same stages share a table (the from-scratch runs at their last
+    iteration, the fine-tunes also right after the init and at 300 iterations, say).
+    """
+    records = load_records(results)
     configs = list(dict.fromkeys(r['config'] for r in records))
     sets = list(dict.fromkeys(s for r in records for stage in r['stages'].values() for s in stage))
-
-    def stage_order(stage):
-        return -1 if stage == 'init' else int(stage)
 
     def config_stages(config):
         return tuple(sorted({s for r in records if r['config'] == config for s in r['stages']}, key=stage_order))
@@ -203,6 +212,33 @@ def table(results):
             lines.append('| ' + ' | '.join(cells) + ' |')
         tables.append('\n'.join(lines) + '\n')
     return '\n'.join(tables)
+
+
+def plot(results, path):
+    """PSNR against fine-tuning iterations (0: right after the init), mean and std over seeds, per set."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    records = [r for r in load_records(results) if 'init' in r['stages']]
+    if not records:
+        raise InputError(f'no run in {results} was evaluated right after its init: nothing to plot')
+    sets = list(dict.fromkeys(s for r in records for stage in r['stages'].values() for s in stage))
+    fig = Figure(figsize=(5.5 * len(sets), 4.2), layout='constrained')
+    FigureCanvasAgg(fig)
+    for ax, name in zip(fig.subplots(1, len(sets), squeeze=False)[0], sets):
+        for config in dict.fromkeys(r['config'] for r in records):
+            rows = [r for r in records if r['config'] == config]
+            stages = sorted({st for r in rows for st in r['stages']}, key=stage_order)
+            values = [[r['stages'][st][name]['psnr'] for r in rows if st in r['stages']] for st in stages]
+            ax.errorbar([max(stage_order(st), 0) for st in stages], [statistics.mean(v) for v in values],
+                        yerr=[statistics.stdev(v) if len(v) > 1 else 0 for v in values], marker='o', capsize=3,
+                        label=f'{config} ({len(rows)} seeds)')
+        ax.set_xlabel('fine-tuning iterations (0: right after the init)')
+        ax.set_ylabel(f'PSNR on {name}, Y (dB)')
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc='lower right')
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, format=osp.splitext(path)[1][1:] or 'png')
 
 
 def write_into(path, text):
@@ -236,6 +272,7 @@ def main():
     render.add_argument('--results', default=RESULTS)
     render.add_argument('--out', help='also write the table here')
     render.add_argument('--into', help='also put it into this Markdown file, between its ablation table markers')
+    render.add_argument('--plot', help='also plot PSNR against fine-tuning iterations (the runs with an init stage)')
     args = parser.parse_args()
     with exit_on_input_error(parser):
         if args.action == 'run':
@@ -248,6 +285,8 @@ def main():
                     f.write(text)
             if args.into:
                 write_into(args.into, text)
+            if args.plot:
+                plot(args.results, args.plot)
 
 
 if __name__ == '__main__':

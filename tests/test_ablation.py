@@ -95,3 +95,19 @@ def test_table_goes_into_a_document_between_its_markers(tmp_path):
     with pytest.raises(module.InputError, match='expected one'):
         module.write_into(str(doc), '| new |\n')
     assert doc.read_text() == 'no markers\n'
+
+
+def test_plot_draws_the_runs_evaluated_after_their_init(tmp_path):
+    module = ablation_module()
+    scratch = {'format': 'ghostsr-ablation/1', 'config': 's', 'seed': 0, 'argmax_moved': 0, 'ghost_layers': 8,
+               'stages': {'1500': {'Set5': {'psnr': 30.0, 'ssim': 0.9}}}}
+    (tmp_path / 's_s0.json').write_text(json.dumps(scratch))
+    with pytest.raises(module.InputError, match='nothing to plot'):
+        module.plot(str(tmp_path), str(tmp_path / 'plot.png'))
+    assert not (tmp_path / 'plot.png').exists()
+    for seed in (0, 1):
+        tuned = {**scratch, 'config': 't', 'seed': seed,
+                 'stages': {st: {'Set5': {'psnr': p + seed, 'ssim': 0.9}} for st, p in (('init', 31), ('1500', 33))}}
+        (tmp_path / f't_s{seed}.json').write_text(json.dumps(tuned))
+    module.plot(str(tmp_path), str(tmp_path / 'plot.png'))
+    assert (tmp_path / 'plot.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
