@@ -51,19 +51,18 @@ def test_train_runs_the_init_once_and_resume_skips_it(tmp_path, init_options, ru
     opt_file = write_options(tmp_path / 'o.yml', init_options)
     run_cli('basicsr', 'train', '-opt', opt_file)
     log = training_log(tmp_path, init_options['name'])
-    assert log.count('Ghost init by cluster (seed 0, orientation random) from') == 1
+    assert log.count('Ghost init by cluster (seed 0, orientation fit) from') == 1  # fit: the default
     assert len(re.findall(r'body\.\d\.conv\d: 8 filters -> 4 clusters, sizes min \d', log)) == 4
     assert log.index('Ghost init done.') < log.index('Use Exponential Moving Average')
 
-    # The same weights as the offline command (logits aside: each run draws its own); the EMA starts from them.
+    # The same weights as the offline command, logits included; the EMA starts from them.
     ghostsr_main(['cluster-init', '-opt', opt_file, '--out', str(tmp_path / 'init.pth')])
     offline = torch.load(tmp_path / 'init.pth', weights_only=True)['params']
     trained = torch.load(tmp_path / 'experiments' / init_options['name'] / 'models' / 'net_g_2.pth',
                          weights_only=True)
-    for name, value in offline.items():
-        if not name.endswith('logits'):  # bit for bit: the same code on the same data, then copies
-            assert torch.equal(trained['params'][name], value), name
-            assert torch.allclose(trained['params_ema'][name], value, atol=1e-6), name
+    for name, value in offline.items():  # bit for bit: the same code on the same data, then copies
+        assert torch.equal(trained['params'][name], value), name
+        assert torch.allclose(trained['params_ema'][name], value, atol=1e-6), name
 
     run_cli('basicsr', 'train', '-opt', opt_file, '--auto_resume', '--force_yml', 'train:total_iter=4')
     log = training_log(tmp_path, init_options['name'])

@@ -10,7 +10,7 @@ ghost_init:
   param_key: params_ema   # which weights of the checkpoint: params (default) or params_ema
   method: cluster         # cluster (k-means, GhostSR) or order (the first filters)
   seed: 0                 # k-means seed (default 0)
-  orientation: fit        # starting orientation: fit, zero or random (default random), see .orientation
+  orientation: fit        # starting orientation: fit (default), zero or random, see .orientation
 ```
 
 ``orientation: fit`` reads a calibration batch from the option file's ``datasets.train``.
@@ -35,7 +35,7 @@ from .transfer import init_from_plain, summary_lines
 
 SECTION_KEYS = ('network', 'checkpoint', 'param_key', 'method', 'seed', 'orientation')
 PARAM_KEYS = ('params', 'params_ema')
-DEFAULT_ORIENTATION = 'random'
+DEFAULT_ORIENTATION = 'fit'  # docs/ablation.md: above random at every stage of the teacher-based fine-tunes
 
 
 def plain_network(network_g):
