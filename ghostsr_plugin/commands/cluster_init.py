@@ -3,9 +3,10 @@
 Builds the option file's ``network_g`` (a Ghost arch), initializes it as its ``ghost_init``
 section says (see ghostsr_plugin.init.from_options), and writes a BasicSR checkpoint with
 ``params`` and ``params_ema`` (the same weights), which stock BasicSR flows can load as
-``path.pretrain_network_g``. Nothing is written if the checkpoint does not fit. The network is built under the file's
-``manual_seed`` (or ``--seed``), seeded as ``basicsr train`` seeds rank 0, so that what the init
-leaves random (``orientation: random``'s logits) is the draw training with that seed starts from.
+``path.pretrain_network_g``. Nothing is written if the checkpoint does not fit. The network
+is built under the file's ``manual_seed`` (or ``--seed``), seeded as ``basicsr train`` seeds
+rank 0, so that what the init leaves random (``orientation: random``'s logits) is the draw
+training with that seed starts from.
 
 Example: ghostsr cluster-init -opt options/train/GhostEDSR/train_GhostEDSR_Mx2_init.yml --out ghost_init.pth
 """

@@ -32,7 +32,7 @@ from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientati
 from ghostsr_plugin.registration import register
 from ghostsr_plugin.schedules import build_schedule
 
-DEFAULT_ORIENTATION_LR = 100  # docs/ablation.md: argmaxes move (none do at 1) at the same PSNR
+DEFAULT_ORIENTATION_LR = 100  # docs/ablation.md: most argmaxes move (few at 1), at the same PSNR
 
 
 def orientation_lr(train_opt):
