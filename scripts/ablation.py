@@ -184,6 +184,19 @@ def stage_order(stage):
     return -1 if stage == 'init' else int(stage)
 
 
+def set_names(records):
+    """The test sets the records were evaluated on, in first-seen order."""
+    return list(dict.fromkeys(s for r in records for stage in r['stages'].values() for s in stage))
+
+
+def by_config(records):
+    """Config name -> its records, configs in first-seen order."""
+    groups = {}
+    for record in records:
+        groups.setdefault(record['config'], []).append(record)
+    return groups
+
+
 def table(results):
     """Markdown: per config, PSNR (Y, dB) of every stage and set, and the moved argmax count.
 
@@ -191,18 +204,16 @@ def table(results):
     iteration, the fine-tunes also right after the init and at 300 iterations, say).
     """
     records = load_records(results)
-    configs = list(dict.fromkeys(r['config'] for r in records))
-    sets = list(dict.fromkeys(s for r in records for stage in r['stages'].values() for s in stage))
-
-    def config_stages(config):
-        return tuple(sorted({s for r in records if r['config'] == config for s in r['stages']}, key=stage_order))
+    sets, groups = set_names(records), by_config(records)
+    config_stages = {config: tuple(sorted({st for r in rows for st in r['stages']}, key=stage_order))
+                     for config, rows in groups.items()}
 
     tables = []
-    for stages in dict.fromkeys(config_stages(c) for c in configs):
+    for stages in dict.fromkeys(config_stages.values()):
         header = ['config', 'seeds'] + [f'{s} @{"init" if st == "init" else st + " it"}' for st in stages for s in sets]
         lines = ['| ' + ' | '.join(header + ['argmax moved']) + ' |', '|' + '---|' * (len(header) + 1)]
-        for config in (c for c in configs if config_stages(c) == stages):
-            rows = [r for r in records if r['config'] == config]
+        for config in (c for c in groups if config_stages[c] == stages):
+            rows = groups[config]
             cells = [config, ', '.join(str(r['seed']) for r in sorted(rows, key=lambda r: r['seed']))]
             for stage in stages:
                 for s in sets:
@@ -222,12 +233,11 @@ def plot(results, path):
     records = [r for r in load_records(results) if 'init' in r['stages']]
     if not records:
         raise InputError(f'no run in {results} was evaluated right after its init: nothing to plot')
-    sets = list(dict.fromkeys(s for r in records for stage in r['stages'].values() for s in stage))
+    sets = set_names(records)
     fig = Figure(figsize=(5.5 * len(sets), 4.2), layout='constrained')
     FigureCanvasAgg(fig)
     for ax, name in zip(fig.subplots(1, len(sets), squeeze=False)[0], sets):
-        for config in dict.fromkeys(r['config'] for r in records):
-            rows = [r for r in records if r['config'] == config]
+        for config, rows in by_config(records).items():
             stages = sorted({st for r in rows for st in r['stages']}, key=stage_order)
             values = [[r['stages'][st][name]['psnr'] for r in rows if st in r['stages']] for st in stages]
             ax.errorbar([max(stage_order(st), 0) for st in stages], [statistics.mean(v) for v in values],
