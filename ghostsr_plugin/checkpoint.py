@@ -8,6 +8,8 @@ command (weights, ``pretrain_network_g``, the ``--auto_resume`` state) goes thro
 """
 import os.path as osp
 import pickle
+import pickletools
+import zipfile
 
 import torch
 
@@ -21,8 +23,13 @@ def load_checkpoint(checkpoint, map_location='cpu', allowed_globals=()):
     stores a ``collections.Counter``).
     """
     path = osp.expanduser(checkpoint)
+    if osp.isdir(path):
+        raise InputError(f'checkpoint {checkpoint} is a folder; expected a checkpoint file (.pth)')
     if not osp.isfile(path):
         raise InputError(f'checkpoint {checkpoint} does not exist')
+    if not _looks_like_torch_file(path):
+        raise InputError(f'{checkpoint}: not a PyTorch checkpoint file (expected the zip archive torch.save '
+                         'writes, or a pickle; found other content)')
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
             state = torch.load(path, map_location=map_location, weights_only=True)
@@ -34,6 +41,24 @@ def load_checkpoint(checkpoint, map_location='cpu', allowed_globals=()):
     if not isinstance(state, dict):
         raise InputError(f'{checkpoint}: expected a dict of state dicts, found {type(state).__name__}')
     return state
+
+
+def _looks_like_torch_file(path):
+    """Whether ``path`` is in one of ``torch.save``'s formats: a zip archive, or (legacy) pickles.
+
+    Only the pickle's opcodes are read, nothing is run: a text file fails here instead of
+    being called a checkpoint that holds objects.
+    """
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, 'rb') as f:
+        try:
+            for opcode, _, _ in pickletools.genops(f):
+                if opcode.name == 'STOP':
+                    return True
+        except Exception:  # noqa: BLE001  (any malformed byte: not a pickle)
+            return False
+    return False
 
 
 def install():

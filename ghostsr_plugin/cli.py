@@ -15,6 +15,7 @@ BasicSR's own scripts.
 first line is the command's help.
 """
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -38,30 +39,56 @@ def load_plugins():
             warnings.warn(f"BasicSR plugin '{entry.name}' ({entry.value}) failed to load: {err!r}", stacklevel=2)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistyped argument said in one line (and where the usage is), not a usage dump."""
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message} (usage: {self.prog} --help)\n')
+
+
 def _fail(message):
     print(f'error: {message}', file=sys.stderr)
     raise SystemExit(2)
 
 
+@contextlib.contextmanager
+def _as_command():
+    """A user's mistake (``InputError``) is one line and status 2; Ctrl-C is 'interrupted' and status 130.
+
+    (Outputs are whole or absent either way, see ``ghostsr_plugin.atomic``.)
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:
+        from ghostsr_plugin.errors import InputError
+
+        if isinstance(err, InputError):
+            _fail(err)
+        raise
+
+
 def basicsr_main(argv=None):
     """Entry point of the ``basicsr`` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='basicsr', description='Run BasicSR training or testing with every installed plugin loaded.',
         epilog='All other flags (--launcher, --auto_resume, --debug, --force_yml, ...) go to BasicSR unchanged.')
     parser.add_argument('command', choices=['train', 'test'])
     parser.add_argument('-opt', required=True, help='path to the option YAML file')
     parser.add_argument('--force_yml', nargs='+', help='option overrides, e.g. train:ema_decay=0.999 (BasicSR\'s)')
     args, _ = parser.parse_known_args(argv)
+    with _as_command():
+        _run_basicsr(args, argv)
 
+
+def _run_basicsr(args, argv):
     load_plugins()
-    from ghostsr_plugin.errors import InputError
-    from ghostsr_plugin.option_check import OptionError, check_options
+    from ghostsr_plugin.option_check import check_options
 
-    try:
-        check_options(args.opt, is_train=args.command == 'train', force_yml=args.force_yml)
-    except OptionError as err:
-        _fail(err)
+    check_options(args.opt, is_train=args.command == 'train', force_yml=args.force_yml)
 
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
@@ -76,27 +103,20 @@ def basicsr_main(argv=None):
     passed_on = list(argv)
     passed_on.remove(args.command)
     sys.argv = [f'basicsr {args.command}', *passed_on]
-    try:
-        pipeline(os.getcwd())
-    except InputError as err:  # a file found only now: the --auto_resume state, say
-        _fail(err)
+    pipeline(os.getcwd())  # (an InputError here: a file found only now, the --auto_resume state, say)
 
 
 def ghostsr_main(argv=None):
     """Entry point of the ``ghostsr`` command."""
-    load_plugins()
-    from ghostsr_plugin.errors import InputError
-
-    parser = argparse.ArgumentParser(prog='ghostsr', description='GhostSR tools for BasicSR models.')
-    commands = parser.add_subparsers(dest='command', required=True, metavar='command')
-    for name, module_name in GHOSTSR_COMMANDS.items():
-        module = importlib.import_module(module_name)
-        sub = commands.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
-    args = parser.parse_args(argv)
-    try:
+    with _as_command():
+        load_plugins()
+        parser = _Parser(prog='ghostsr', description='GhostSR tools for BasicSR models.')
+        commands = parser.add_subparsers(dest='command', required=True, metavar='command', parser_class=_Parser)
+        for name, module_name in GHOSTSR_COMMANDS.items():
+            module = importlib.import_module(module_name)
+            sub = commands.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
+        args = parser.parse_args(argv)
         args.run(args)
-    except InputError as err:
-        _fail(err)

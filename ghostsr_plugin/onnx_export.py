@@ -58,7 +58,11 @@ def onnx_session(path, threads=None):
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    try:
+        return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    except Exception as err:  # noqa: BLE001  (onnxruntime's own error types: any failure to load the file)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f'{path}: not an ONNX model onnxruntime can load ({reason[:200]})') from None
 
 
 def session_runner(session):

@@ -46,6 +46,21 @@ def _suggest(name, choices):
     return f" (did you mean '{close[0]}'?)" if close else ''
 
 
+def _expected_type(default):
+    """``(types, what)`` that an argument with this default takes (a float where an int is the default: the
+    build says if it fits), or None."""
+    for kind, types, what in ((bool, (bool,), 'true or false'), ((int, float), (int, float), 'a number'),
+                              (str, (str,), 'a string'), ((list, tuple), (list, tuple), 'a list')):
+        if isinstance(default, kind):
+            return types, what
+    return None
+
+
+def _is_bool_for_number(value, default):
+    """``true`` where a number is expected (bool is an int in Python, never in an option file)."""
+    return isinstance(value, bool) and not isinstance(default, bool)
+
+
 class _Checker:
 
     def __init__(self, path, opt):
@@ -96,11 +111,47 @@ class _Checker:
             if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in kwargs:
                 self.fail(f'{key}.{name}', f'missing (required by {target.__name__})')
 
+    def argument_types(self, key, target, section):
+        """Fail on an argument whose type differs from its default's (``num_feat: abc`` where 64 is the default)."""
+        params = inspect.signature(target).parameters
+        for name, value in section.items():
+            default = params[name].default if name in params else None
+            expected = _expected_type(default)
+            if expected is None or value is None:
+                continue
+            if not isinstance(value, expected[0]) or _is_bool_for_number(value, default):
+                self.fail(f'{key}.{name}', f'expected {expected[1]} (the default is {default!r}), found '
+                          f'{type(value).__name__} {value!r}')
+
+    def buildable(self, key, target, section):
+        """Build the network without memory (meta device): arguments it cannot take fail here, named.
+
+        Only an argument error (TypeError, ValueError) counts: what the meta device itself
+        cannot run (``.item()``) is left to the real build.
+        """
+        import torch
+
+        kwargs = {k: v for k, v in section.items() if k != 'type'}
+        try:
+            with torch.device('meta'), warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                target(**kwargs)
+        except (TypeError, ValueError) as err:
+            params = inspect.signature(target).parameters
+            unchecked = [f'{k}={v!r}' for k, v in kwargs.items()
+                         if k in params and params[k].default in (None, inspect.Parameter.empty)]
+            hint = f" (arguments without a default to compare with: {', '.join(unchecked)})" if unchecked else ''
+            self.fail(key, f'{target.__name__} cannot be built from these arguments: {err}{hint}')
+        except Exception:  # noqa: BLE001, S110  (a limit of the meta device, not of the arguments)
+            pass
+
     def network(self, key):
-        """The arch class of the network section at ``key``, its arguments checked."""
+        """The arch class of the network section at ``key``, its arguments checked by name, type and a build."""
         section = self.get(key, dict)
         arch = self.registered(f'{key}.type', ARCH_REGISTRY, 'arch')
         self.arguments(key, arch, section)
+        self.argument_types(key, arch, section)
+        self.buildable(key, arch, section)
         return arch
 
     def folder(self, key):

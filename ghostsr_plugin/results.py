@@ -32,6 +32,12 @@ def sha256(paths):
     return digest.hexdigest()
 
 
+def portable_path(path):
+    """``path`` as a result records it: relative to the working directory (a repository's root when
+    run there), never absolute, so that a published result names no folder of the machine it ran on."""
+    return None if path is None else osp.relpath(osp.abspath(osp.expanduser(path)))
+
+
 def result_path(out, name, scale, engine='eager'):
     """Where a result goes: one file per model, scale and (beyond eager PyTorch) engine."""
     suffix = '' if engine == 'eager' else f'_{engine}'

@@ -28,3 +28,53 @@ def tiled_forward(net, x, scale, tile, overlap):
             out[..., top * scale:bottom * scale, left * scale:right * scale] = y[
                 ..., rows.start * scale:rows.stop * scale, cols.start * scale:cols.stop * scale]
     return out
+
+
+def receptive_radius(net):
+    """How far (LR pixels) an output pixel of ``net`` can see: the radius tiles need as overlap; None if unbounded.
+
+    The sum over every convolution of its kernel's radius (and over every Ghost layer of its
+    largest shift), each at the resolution it runs at: an upper bound, reached by chains of
+    convolutions with skip connections (EDSR, RDN, CARN). A global pooling (channel attention)
+    sees the whole image: unbounded.
+    """
+    from torch import nn
+
+    from ghostsr_plugin.archs import GhostConv2d
+
+    width, radius, unbounded = 16, [], []
+
+    def hook(module, inputs, output):
+        if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            unbounded.append(module)
+            return
+        if isinstance(module, GhostConv2d):  # (a learned shift may still move: its largest)
+            reach = int(module.offset().abs().max()) if module.frozen else module.max_shift
+            reach = reach if module.num_ghost else 0
+        else:
+            reach = max(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+        factor = inputs[0].shape[-1] / width
+        radius.append(-(-reach // factor) if factor < 1 else -(-reach // int(factor)))
+
+    kinds = (nn.Conv2d, GhostConv2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
+    parameter = next(net.parameters())
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, width, width, dtype=parameter.dtype, device=parameter.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return None if unbounded else int(sum(radius))
+
+
+def overlap_warning(net, overlap):
+    """A warning to print when ``overlap`` LR pixels of context leave seams between tiles, else None."""
+    radius = receptive_radius(net)
+    if radius is None:
+        return ('warning: the model pools over the whole image (channel attention): tiled outputs differ from '
+                'whole-image inference at any --tile_overlap')
+    if overlap < radius:
+        return (f'warning: --tile_overlap {overlap} is below the receptive-field radius of the model, {radius} LR '
+                f'pixels: tiles will not match whole-image inference and seams may show (pass --tile_overlap {radius})')
+    return None

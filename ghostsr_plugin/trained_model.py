@@ -12,6 +12,9 @@ import yaml
 from ghostsr_plugin.archs import freeze, ghost_layers
 from ghostsr_plugin.errors import InputError
 
+# the example the help gives (a test builds it as written)
+EXAMPLE_ARCH, EXAMPLE_ARCH_ARGS = 'GhostEDSR', 'num_in_ch=3 num_out_ch=3 num_feat=64 num_block=16 upscale=2'
+
 
 def add_arguments(parser):
     parser.add_argument('-opt', help='the BasicSR option file of the model (its network_g)')
@@ -20,9 +23,9 @@ def add_arguments(parser):
 
 def add_network_arguments(parser):
     """--arch, --arch_args, --checkpoint and --param_key: a network without an option file, and its weights."""
-    parser.add_argument('--arch', help='the network by arch type instead of an option file, e.g. GhostEDSR')
+    parser.add_argument('--arch', help=f'the network by arch type instead of an option file, e.g. {EXAMPLE_ARCH}')
     parser.add_argument('--arch_args', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='arguments of --arch, values in YAML, e.g. num_feat=64 num_block=16 upscale=2')
+                        help=f'arguments of --arch, values in YAML, e.g. {EXAMPLE_ARCH_ARGS}')
     parser.add_argument('--checkpoint', help="the weights (default: the option file's path.pretrain_network_g, "
                         'else experiments/<name>/models/net_g_latest.pth)')
     parser.add_argument('--param_key', help="the weights' key in the checkpoint (default: the option file's "
@@ -63,12 +66,17 @@ def network_and_checkpoint(args):
 
 def load_frozen(args):
     """``(net, network_g, checkpoint)``: the model of the arguments, in eval mode, every Ghost layer frozen."""
+    network, checkpoint, param_key = network_and_checkpoint(args)
+    return frozen_model(network, checkpoint, param_key), network, checkpoint
+
+
+def frozen_model(network, checkpoint, param_key=None):
+    """The network ``network`` with the weights of ``checkpoint``, in eval mode, every Ghost layer frozen."""
     from ghostsr_plugin.evaluate import load_model
 
-    network, checkpoint, param_key = network_and_checkpoint(args)
     net = load_model(network, osp.expanduser(checkpoint), param_key)
     learned = [layer for layer in ghost_layers(net) if not layer.frozen]
     if learned:
         print(f'{checkpoint} is a training checkpoint: freezing its {len(learned)} Ghost layers at their argmax '
               'orientation (as `ghostsr freeze` does)')
-    return freeze(net), network, checkpoint
+    return freeze(net)

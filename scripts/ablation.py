@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.option_check import load_option_file
+from ghostsr_plugin.results import portable_path
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OPTIONS = osp.join(REPO_ROOT, 'options', 'ablation')
@@ -127,7 +128,8 @@ def run_one(config, seed, args):
     stages[str(total_iter)] = benchmark(opt_path, osp.join(models, 'net_g_latest.pth'), f'{name}_final', args,
                                         work, log)
     moved = moved_argmax(osp.join('experiments', name))
-    record = {'format': FORMAT, 'config': config, 'seed': seed, 'option_file': opt_path, 'force_yml': force,
+    record = {'format': FORMAT, 'config': config, 'seed': seed, 'option_file': portable_path(opt_path),
+              'force_yml': force,
               'total_iter': total_iter, 'final_stage': str(total_iter), 'stages': stages,
               'argmax_moved': moved[0] if moved else None, 'ghost_layers': moved[1] if moved else None,
               'train_seconds': round(train_seconds, 1), 'experiment': osp.join('experiments', name),

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ghostsr_plugin.atomic import atomic_folder, atomic_path, atomic_paths
+from ghostsr_plugin.atomic import MANIFEST, atomic_folder, atomic_path, atomic_paths
 from ghostsr_plugin.cli import ghostsr_main
 
 
@@ -29,16 +29,18 @@ def test_a_file_appears_only_when_complete(tmp_path):
 
 def test_a_replaced_folder_survives_a_failed_rebuild(tmp_path):
     target = tmp_path / 'set'
-    target.mkdir()
-    (target / 'old.png').write_text('old')
+    with atomic_folder(target) as temporary:  # an earlier build
+        open(f'{temporary}/old.png', 'w').close()
     with pytest.raises(Stop), atomic_folder(target) as temporary:
         open(f'{temporary}/new.png', 'w').close()
         raise Stop
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['set'] and [p.name for p in target.iterdir()] == ['old.png']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['set']
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST, 'old.png']
 
     with atomic_folder(target) as temporary:
         open(f'{temporary}/new.png', 'w').close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['set'] and [p.name for p in target.iterdir()] == ['new.png']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['set']
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST, 'new.png']
 
 
 def test_several_outputs_all_or_none(tmp_path):

@@ -20,6 +20,7 @@ from ghostsr_plugin.cost import cost_input, count_flops
 from ghostsr_plugin.data_prep import bicubic_downscale
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import load_state_dict, network_upscale
+from ghostsr_plugin.results import portable_path
 from ghostsr_plugin.tiling import tiled_forward
 
 from .conftest import REPO_ROOT, SHARED_DATA, write_options
@@ -157,7 +158,8 @@ def test_benchmark_network_result_json(tiny_benchmark):
     assert result['name'] == 'tiny' and result['baseline'] == 'EDSR tiny' and result['scale'] == 2
     assert result['model']['network_g'] == TINY_NET
     digest = hashlib.sha256(open(bench['checkpoint'], 'rb').read()).hexdigest()
-    assert result['model']['sha256'][bench['checkpoint']] == digest
+    assert result['model']['sha256'][portable_path(bench['checkpoint'])] == digest  # paths relative to the cwd
+    assert not osp.isabs(result['model']['checkpoint']) and not osp.isabs(result['sets']['Tiny']['gt_folder'])
     assert result['environment']['torch'] == torch.__version__ and result['metrics']['crop_border'] == 2
 
     # The same network given by arch and checkpoint, in tiles: the same figures, within what a uint8 level
@@ -266,7 +268,8 @@ def test_weights_key_asked_for_must_be_there(tiny_benchmark, tmp_path, capsys, m
     for checkpoint, name, used in (('~/net_g.pth', 'both', 'params_ema'), ('~/params_only.pth', 'one', 'params')):
         benchmark(bench, *base, '--checkpoint', checkpoint, '--name', name)
         result = json.loads((bench['out'] / f'{name}_x2.json').read_text())
-        assert result['model']['param_key'] == used and result['model']['checkpoint'] == str(tmp_path / checkpoint[2:])
+        assert result['model']['param_key'] == used
+        assert result['model']['checkpoint'] == portable_path(str(tmp_path / checkpoint[2:]))
     assert (json.loads((bench['out'] / 'both_x2.json').read_text())['sets']['Tiny']['images']
             == json.loads((bench['out'] / 'one_x2.json').read_text())['sets']['Tiny']['images'])
     assert load_state_dict('~/net_g.pth', 'params')['conv_first.weight'].equal(state['params']['conv_first.weight'])

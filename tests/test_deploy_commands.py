@@ -118,7 +118,7 @@ def test_upscale_from_onnx_and_tiled_equals_untiled(model_files, images, tmp_pat
 
 @pytest.mark.parametrize('case, message', [
     ('empty', 'no images'), ('corrupt', 'not a readable image'), ('same', 'is the input folder'),
-    ('existing', 'exist; pass --overwrite'), ('missing', 'does not exist')])
+    ('existing', 'gray.png exists; pass --overwrite to replace it'), ('missing', 'does not exist')])
 def test_upscale_bad_inputs_are_named(case, message, model_files, images, tmp_path, capsys):
     source, out = str(images), str(tmp_path / 'out')
     if case == 'empty':

@@ -91,7 +91,7 @@ def test_leaderboard_bad_inputs(tmp_path, capsys):
     files = write_results(tmp_path / 'ok', PLAIN)
     ghostsr_main(['leaderboard', *files, '--out', str(tmp_path / 'board')])
     expect_cli_error(capsys, ['leaderboard', *files, '--out', str(tmp_path / 'board')],
-                     'leaderboard.md exists; pass --overwrite', main=ghostsr_main)
+                     'leaderboard.md exists (and 2 more); pass --overwrite', main=ghostsr_main)
 
 
 def test_folder_skips_other_json_files(tmp_path, capsys):

@@ -14,6 +14,7 @@ import torch
 from basicsr.utils.matlab_functions import imresize
 from PIL import Image
 
+from ghostsr_plugin.atomic import MANIFEST
 from ghostsr_plugin.data_prep import bicubic_downscale, matlab_bicubic
 from ghostsr_plugin.errors import InputError
 
@@ -134,14 +135,14 @@ def test_prepare_benchmarks_bad_inputs(tmp_path, capsys):
         prepare_sets([str(folder)], str(tmp_path / 'out'), [2])
     prepare_sets([str(folder)], str(tmp_path / 'out'), [2], skip_corrupt=True)
     assert 'skipped: cannot read image' in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / 'out' / 'Set' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
+    assert sorted(os.listdir(tmp_path / 'out' / 'Set' / 'LRbicx2')) == [MANIFEST, 'color.png', 'gray.png']
 
     (folder / 'broken.png').unlink()
     cv2.imwrite(str(folder / 'tiny.png'), np.zeros((1, 5, 3), np.uint8))
     with pytest.raises(InputError, match=r'tiny\.png: image of 1x5 pixels is smaller than the scale x2'):
         prepare_sets([str(folder)], str(tmp_path / 'out'), [2], overwrite=True)
     # The failed --overwrite kept the earlier output as it was.
-    assert sorted(p.name for p in (tmp_path / 'out' / 'Set' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
+    assert sorted(os.listdir(tmp_path / 'out' / 'Set' / 'LRbicx2')) == [MANIFEST, 'color.png', 'gray.png']
 
 
 def test_prepare_benchmarks_failing_midway_leaves_nothing(tmp_path, monkeypatch, capsys):
@@ -157,7 +158,7 @@ def test_prepare_benchmarks_failing_midway_leaves_nothing(tmp_path, monkeypatch,
     (bad / 'zz_broken.png').unlink()
     assert run_command(prepare, good, str(bad), '--out', str(out), '--scales', '2', '3') == 0
     assert sorted(p.name for p in out.iterdir()) == ['Bad', 'Good']
-    assert sorted(p.name for p in (out / 'Bad' / 'LRbicx3').iterdir()) == ['color.png', 'gray.png']
+    assert sorted(p.name for p in (out / 'Bad' / 'LRbicx3').iterdir()) == [MANIFEST, 'color.png', 'gray.png']
 
 
 def basicsr_grid(length, crop_size, step, thresh_size=0):
@@ -207,20 +208,20 @@ def test_prepare_div2k_sub_images_and_lmdb(fake_div2k, monkeypatch, capsys):
                     np.testing.assert_array_equal(crop, img[top:top + 96 // s, left:left + 96 // s])
             assert not (folder / f'{stem}_s{index + 1:03d}.png').exists()
             num_crops += index
-    assert num_crops == sum(len(list(f.iterdir())) for f in folders.values())
+    assert num_crops == sum(len(list(f.glob('*.png'))) for f in folders.values())
 
     # BasicSR's paired LMDB dataset reads them: the PNGs' pixels, aligned pairs.
     dataset = PairedImageDataset({'dataroot_gt': str(root / 'DIV2K_train_HR_sub.lmdb'),
                                   'dataroot_lq': str(root / 'DIV2K_train_LR_bicubic_X4_sub.lmdb'),
                                   'io_backend': {'type': 'lmdb'}, 'scale': 4, 'phase': 'val', 'filename_tmpl': '{}'})
-    assert len(dataset) == len(list(folders[1].iterdir()))
+    assert len(dataset) == len(list(folders[1].glob('*.png')))
     item = dataset[7]
     for key, folder in (('gt', folders[1]), ('lq', folders[4])):
         png = img2tensor(cv2.imread(osp.join(folder, osp.basename(item[f'{key}_path']) + '.png')), float32=False)
         assert torch.equal((item[key] * 255).round().to(torch.uint8), png)
 
     assert run_command(div2k, *args) == 2
-    assert 'DIV2K_train_HR_sub exists; pass --overwrite' in capsys.readouterr().err
+    assert 'DIV2K_train_HR_sub exists (and 5 more); pass --overwrite' in capsys.readouterr().err
 
 
 def test_prepare_div2k_bad_inputs(fake_div2k):
@@ -276,12 +277,16 @@ def test_prepare_benchmarks_refuses_existing_output(tmp_path, monkeypatch, capsy
     hr = str(write_hr_folder(tmp_path / 'Tiny' / 'HR'))
     out = tmp_path / 'benchmark'
     assert run_command(prepare, hr, '--out', str(out), '--scales', '2') == 0
-    stale = out / 'Tiny' / 'LRbicx2' / 'stale.png'
-    stale.write_bytes(b'')
     assert run_command(prepare, hr, '--out', str(out), '--scales', '2') == 2
-    assert 'Tiny/GTmod2 exists; pass --overwrite to replace it' in capsys.readouterr().err
+    assert 'Tiny/GTmod2 exists (and 1 more); pass --overwrite to replace them' in capsys.readouterr().err
+    stale = out / 'Tiny' / 'LRbicx2' / 'stale.png'  # a file of the user's in an output folder: never deleted
+    stale.write_bytes(b'')
+    assert run_command(prepare, hr, '--out', str(out), '--scales', '2', '--overwrite') == 2
+    assert 'LRbicx2 holds stale.png, which ghostsr did not write there' in capsys.readouterr().err
+    assert stale.is_file()
+    stale.unlink()
     assert run_command(prepare, hr, '--out', str(out), '--scales', '2', '--overwrite') == 0
-    assert sorted(p.name for p in (out / 'Tiny' / 'LRbicx2').iterdir()) == ['color.png', 'gray.png']
+    assert sorted(p.name for p in (out / 'Tiny' / 'LRbicx2').iterdir()) == [MANIFEST, 'color.png', 'gray.png']
 
     assert run_command(prepare, hr, str(tmp_path / 'Tiny'), '--out', str(tmp_path / 'o')) == 2
     assert "both make the set 'Tiny'" in capsys.readouterr().err
@@ -334,7 +339,7 @@ def test_demo_data_is_rebuilt_unless_complete_with_the_same_parameters(tmp_path,
     (tmp_path / 'mine').mkdir()
     (tmp_path / 'mine' / 'notes.txt').write_text('keep me')
     assert run_command(demo, '--out', str(tmp_path / 'mine'), '--extra', str(tmp_path / 'no_extra')) == 2
-    assert 'is not a demo set built by this script (it holds notes.txt)' in capsys.readouterr().err
+    assert 'was not written by ghostsr' in capsys.readouterr().err
     assert (tmp_path / 'mine' / 'notes.txt').is_file()
     assert run_command(demo, *args, '--scale', '-1') == 2
 

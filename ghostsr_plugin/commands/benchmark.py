@@ -27,6 +27,7 @@ import os
 import os.path as osp
 import platform
 import subprocess
+import sys
 from datetime import datetime, timezone
 from functools import partial
 
@@ -35,13 +36,15 @@ from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.commands import positive_int
+from ghostsr_plugin.commands import non_negative_int, positive_int, torch_device
 from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
 from ghostsr_plugin.option_check import check_network_options, load_option_file
-from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, result_path, set_folders, set_order, sha256
+from ghostsr_plugin.outputs import check_files_folder, check_output_files
+from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, portable_path, result_path, set_folders, set_order, sha256
+from ghostsr_plugin.tiling import overlap_warning
 
 
 def add_arguments(parser):
@@ -56,7 +59,7 @@ def add_arguments(parser):
     parser.add_argument('--scales', nargs='+', type=positive_int,
                         help="scales to run (default: the network models' scales, or 2 3 4 for bicubic alone)")
     parser.add_argument('--out', default='results/benchmark', help='folder for the result JSONs (default: %(default)s)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+    parser.add_argument('--device', type=torch_device, default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device (default: %(default)s)')
     parser.add_argument('--engine', choices=engines.ENGINES, default='eager',
                         help='where the networks run, for latency and outputs alike; every engine runs the frozen '
@@ -66,13 +69,13 @@ def add_arguments(parser):
                         help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
     parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
                         help='LR size of the timed input (default: the one whose output is 1280 x 720)')
-    parser.add_argument('--tile', type=int, help='process test images in tiles of this many LR pixels')
-    parser.add_argument('--tile_overlap', type=int,
-                        help='LR pixels of context around each tile; at least the receptive-field radius for results '
-                        'equal to whole-image inference within float rounding '
-                        '(GhostEDSR: 5 + 2 (1 + max_shift) num_block)')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed forward passes (default: %(default)s)')
-    parser.add_argument('--repeats', type=int, default=10, help='timed forward passes (default: %(default)s)')
+    parser.add_argument('--tile', type=positive_int, help='process test images in tiles of this many LR pixels')
+    parser.add_argument('--tile_overlap', type=non_negative_int,
+                        help='LR pixels of context around each tile; at least the receptive-field radius (a '
+                        'warning names it) for results equal to whole-image inference within float rounding')
+    parser.add_argument('--warmup', type=non_negative_int, default=3,
+                        help='untimed forward passes (default: %(default)s)')
+    parser.add_argument('--repeats', type=positive_int, default=10, help='timed forward passes (default: %(default)s)')
     parser.add_argument('--skip_corrupt', action='store_true',
                         help='report and skip unreadable images and images too small to measure')
     parser.add_argument('--overwrite', action='store_true', help='replace existing result files')
@@ -176,10 +179,14 @@ def _load_network(model, scale, args, device):
     x = cost_input(scale, device)
     cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
     run = engines.prepare(net, args.engine, args.threads, device)  # (frozen: the logits are no deployed parameter)
+    if args.tile is not None:
+        warning = overlap_warning(net, args.tile_overlap)
+        if warning:
+            print(warning, file=sys.stderr)
     files = [f for f in (model['checkpoint'], model['option_file']) if f]
-    described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': model['option_file'],
-                 'checkpoint': model['checkpoint'], 'param_key': param_key,
-                 'sha256': {f: sha256([f]) for f in files}}
+    described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': portable_path(model['option_file']),
+                 'checkpoint': portable_path(model['checkpoint']), 'param_key': param_key,
+                 'sha256': {portable_path(f): sha256([f]) for f in files}}
     return run, described, cost
 
 
@@ -199,15 +206,21 @@ def _latencies(loaded, args, device):
                    'input': list(calls[name].args[0].shape)} for name in calls}
 
 
+def _recorded_options(args):
+    """Every option of the run as the JSON records it: paths portable, the device by name."""
+    options = {k: v for k, v in vars(args).items() if k != 'run'}
+    options['models'] = [m if m == BICUBIC else portable_path(m) for m in args.models]
+    options.update({k: portable_path(options[k]) for k in ('checkpoint', 'data', 'out')})
+    return {**options, 'device': str(args.device)}
+
+
 def run(args):
     models = network_models(args)
     if not models and BICUBIC not in args.models:
         raise InputError(f"no model given: name '{BICUBIC}', option files, or --arch")
-    if args.tile is not None and (args.tile < 1 or args.tile_overlap is None or args.tile_overlap < 0):
-        raise InputError('--tile needs a positive size and --tile_overlap >= 0 (LR pixels)')
-    device = torch.device(args.device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise InputError(f'--device {args.device}: no CUDA device is available')
+    if args.tile is not None and args.tile_overlap is None:
+        raise InputError('--tile needs --tile_overlap (LR pixels of context around each tile)')
+    device = args.device
     scales, sets = _scales(args, models), [] if args.latency_only else _sets(args)
     runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
     pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
@@ -219,8 +232,8 @@ def run(args):
             raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
         paths[path] = name
-        if osp.exists(path) and not args.overwrite:
-            raise InputError(f'{path} exists; pass --overwrite to replace it')
+    check_files_folder(args.out)
+    check_output_files(list(paths), args.overwrite)
 
     loaded = {}
     for model, scale in runs:
@@ -229,7 +242,7 @@ def run(args):
             run_network, described, cost = _load_network(model, scale, args, device)
             loaded[model['name']] = (run_network, scale, described, cost)
     latencies = _latencies(loaded, args, device)
-    options = {k: v for k, v in vars(args).items() if k != 'run'}
+    options = _recorded_options(args)
     for model, scale in runs:
         if model == BICUBIC:
             name, baseline, upscale = BICUBIC, None, partial(matlab_bicubic, scale=scale)
@@ -245,7 +258,8 @@ def run(args):
             result = evaluate(upscale, gt_folder, lq_folder, scale, desc=f'{name} {set_name} x{scale}',
                               skip_corrupt=args.skip_corrupt)
             files = [p for _, gt, lq in pairs[set_name, scale] for p in (gt, lq)]
-            results[set_name] = {**result, 'gt_folder': gt_folder, 'lq_folder': lq_folder, 'data_sha256': sha256(files)}
+            results[set_name] = {**result, 'gt_folder': portable_path(gt_folder), 'lq_folder': portable_path(lq_folder),
+                                 'data_sha256': sha256(files)}
         record = {
             'format': RESULT_FORMAT, 'name': name, 'baseline': baseline, 'scale': scale, 'model': described,
             'sets': results, **cost,

@@ -10,16 +10,14 @@ training with that seed starts from.
 
 Example: ghostsr cluster-init -opt options/train/GhostEDSR/train_GhostEDSR_Mx2_init.yml --out ghost_init.pth
 """
-import os.path as osp
-
 import torch
 from basicsr.archs import build_network
 from basicsr.utils import set_random_seed
 
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import describe, ghost_init_from_section
 from ghostsr_plugin.option_check import check_ghost_init_file
+from ghostsr_plugin.outputs import check_output_file
 
 
 def add_arguments(parser):
@@ -31,9 +29,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    if osp.exists(args.out) and not args.overwrite:
-        raise InputError(f'{args.out} exists; pass --overwrite to replace it')
     opt = check_ghost_init_file(args.opt)
+    check_output_file(args.out, args.overwrite, inputs=(args.opt, opt['ghost_init'].get('checkpoint')))
     seed = opt.get('manual_seed') if args.seed is None else args.seed
     if seed is not None:
         set_random_seed(seed)

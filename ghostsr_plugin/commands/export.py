@@ -12,8 +12,8 @@ import os.path as osp
 
 from ghostsr_plugin import trained_model
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.onnx_export import check_onnx, export_onnx
+from ghostsr_plugin.outputs import check_output_file
 
 
 def add_arguments(parser):
@@ -26,9 +26,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    if osp.exists(args.out) and not args.overwrite:
-        raise InputError(f'{args.out} exists; pass --overwrite to replace it')
-    net, network, checkpoint = trained_model.load_frozen(args)
+    network, checkpoint, param_key = trained_model.network_and_checkpoint(args)
+    check_output_file(args.out, args.overwrite, inputs=(checkpoint, args.opt))
+    net = trained_model.frozen_model(network, checkpoint, param_key)
     with atomic_path(args.out) as temporary:  # whole or not at all
         export_onnx(net, temporary, half=args.half)
         if args.check:

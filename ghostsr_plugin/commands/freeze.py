@@ -14,7 +14,8 @@ from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import latest_checkpoint, load_model
 from ghostsr_plugin.monitor import format_offsets
-from ghostsr_plugin.option_check import load_option_file
+from ghostsr_plugin.option_check import check_network_options, load_option_file
+from ghostsr_plugin.outputs import check_output_file
 
 
 def add_arguments(parser):
@@ -26,9 +27,9 @@ def add_arguments(parser):
 
 def run(args):
     opt = load_option_file(args.opt)
+    check_network_options(args.opt, opt)
     checkpoint = args.checkpoint or latest_checkpoint(opt['name'])
-    if osp.exists(args.out) and not args.overwrite:
-        raise InputError(f'{args.out} exists; pass --overwrite to replace it')
+    check_output_file(args.out, args.overwrite, inputs=(checkpoint, args.opt))
     state = load_checkpoint(checkpoint)
     keys = [k for k in ('params', 'params_ema') if k in state]
     if not keys:

@@ -19,6 +19,7 @@ import sys
 
 from ghostsr_plugin.atomic import atomic_paths
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.outputs import check_files_folder, check_output_files
 from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, set_order
 
 OUTPUTS = ('leaderboard.md', 'leaderboard.csv', 'leaderboard.png')
@@ -273,9 +274,8 @@ def run(args):
     if args.plot_set and plot_set not in sets:
         raise InputError(f"--plot_set {plot_set}: no result has it; found {', '.join(sets) or 'none'}")
     paths = [osp.join(args.out, name) for name in OUTPUTS[:3 if sets else 2]]  # no plot without PSNR
-    existing = [p for p in paths if osp.exists(p)]
-    if existing and not args.overwrite:
-        raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
+    check_files_folder(args.out)
+    check_output_files(paths, args.overwrite, inputs=args.results)
     with atomic_paths(paths) as outputs:  # all of them, or none
         with open(outputs[0], 'w', encoding='utf-8') as f:
             f.write(markdown(results))

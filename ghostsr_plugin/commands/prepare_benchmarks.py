@@ -5,7 +5,8 @@ writes ``<out>/<set>/GTmod{s}/<name>.png`` (HR cropped to a multiple of s) and
 ``<out>/<set>/LRbicx{s}/<name>.png`` (MATLAB-style bicubic x1/s of it, rounded to uint8).
 The set's name is the folder's name, or its parent's when the folder is called ``HR``.
 Grayscale images are replicated to three channels, as BasicSR and EDSR load them.
-Existing output folders are refused unless --overwrite (which replaces them). The output is
+Existing output folders are refused unless --overwrite, which replaces folders an earlier run wrote
+(never a folder of yours). The output is
 written whole or not at all: a run that stops on a bad image leaves nothing behind.
 
 Example: ghostsr prepare-benchmarks ../shared/data/benchmark/Set5/HR --out datasets/benchmark
@@ -25,6 +26,7 @@ from ghostsr_plugin.data_prep import (
     read_color_image,
 )
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.outputs import check_output_folders
 
 
 def set_name(folder):
@@ -69,14 +71,12 @@ def write_set(hr_folder, folders, skip_corrupt=False):
 def prepare_sets(hr_folders, out_root, scales, skip_corrupt=False, overwrite=False):
     """Write GTmod{s}/LRbicx{s} of every HR folder, all of them or (on an error) none.
 
-    Existing output folders are refused unless ``overwrite``, and then replaced only once all
-    new ones are complete.
+    Existing output folders are refused unless ``overwrite``, and then replaced (only folders this
+    command wrote, see :mod:`ghostsr_plugin.outputs`) once all new ones are complete.
     """
     outputs = output_folders(hr_folders, out_root, scales)
     paths = [p for pair in outputs.values() for p in pair]
-    existing = [p for p in paths if osp.exists(p)]
-    if existing and not overwrite:
-        raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
+    check_output_folders(paths, overwrite, inputs=hr_folders)
     with atomic_paths(paths, folders=True) as temporaries:
         written = dict(zip(paths, temporaries))
         for folder in hr_folders:

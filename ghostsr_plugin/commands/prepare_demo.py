@@ -9,7 +9,8 @@ Writes BasicSR's paired-folder layout under ``--out``:
 ``train/HR_sub``, ``train/LR_bicubic/X{s}_sub``, ``val/GTmod{s}``, ``val/LRbicx{s}``, and last
 ``prepared.json`` with the build's parameters. A folder whose ``prepared.json`` matches is
 reused; one built with other parameters is rebuilt. The folder is built under a temporary
-name and renamed when complete, so an interrupted build leaves nothing behind.
+name and renamed when complete, so an interrupted build leaves nothing behind; it replaces
+only a folder that an earlier build wrote, never one holding anything else.
 """
 import json
 import os
@@ -29,7 +30,7 @@ from ghostsr_plugin.data_prep import (
     paired_crops,
     read_color_image,
 )
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.outputs import check_output_folder
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))  # a checkout's root
 HELD_OUT = ('astronaut', 'chelsea', 'coffee')
@@ -69,16 +70,6 @@ def read_marker(out):
         return None
 
 
-def check_replaceable(out, overwrite):
-    """Refuse to replace ``out`` unless it is an earlier (possibly partial) build or ``overwrite``."""
-    if not osp.exists(out):
-        return
-    foreign = sorted(set(os.listdir(out)) - {'train', 'val', MARKER}) if osp.isdir(out) else [out]
-    if foreign and not overwrite:
-        raise InputError(f'{out} exists and is not a demo set built by this script (it holds {foreign[0]}); '
-                         'pass --overwrite to replace it, or choose another --out')
-
-
 def build(args):
     s = args.scale
     extra = extra_photos(args.extra)
@@ -86,10 +77,10 @@ def build(args):
     if not args.overwrite and read_marker(args.out) == parameters:
         print(f'{args.out} exists, built with the same parameters; reusing it (pass --overwrite to rebuild).')
         return
+    check_output_folder(args.out, overwrite=True)  # an earlier build is ours to replace; nothing else is
     if osp.exists(args.out):
-        why = '--overwrite' if args.overwrite else f'no {MARKER} (an interrupted build) or other parameters'
+        why = '--overwrite' if args.overwrite else 'built with other parameters'
         print(f'{args.out} exists; rebuilding it ({why}).')
-    check_replaceable(args.out, args.overwrite)
     if extra:
         print(f'Adding {len(extra)} training photos from {args.extra}')
     with atomic_folder(args.out) as out:  # replaces an earlier build only once this one is complete

@@ -26,6 +26,7 @@ from ghostsr_plugin.atomic import atomic_paths
 from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.data_prep import list_images, read_color_image, sub_images
 from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.outputs import check_output_folders
 
 HR_FOLDER = 'DIV2K_train_HR'
 
@@ -110,9 +111,7 @@ def run(args):
     names = check_inputs(args.root, args.scales, args.crop_size, args.step)
     folders = output_folders(args.root, args.scales)
     lmdbs = lmdb_paths(args.root, args.scales) if args.lmdb else {}
-    existing = [p for p in [*folders.values(), *lmdbs.values()] if osp.exists(p)]
-    if existing and not args.overwrite:
-        raise InputError(f'{existing[0]} exists; pass --overwrite to replace it')
+    check_output_folders([*folders.values(), *lmdbs.values()], args.overwrite, option='--root')
     # Written whole or not at all: under temporary names, renamed when every output is complete.
     with atomic_paths(folders.values(), folders=True) as folder_temps, atomic_paths(lmdbs.values()) as lmdb_temps:
         temporary = dict(zip(folders, folder_temps))

@@ -4,13 +4,15 @@ The model comes from an option file or --arch/--arch_args with a checkpoint (a t
 or deploy checkpoint; Ghost layers are frozen), or from an exported ONNX file (--onnx).
 Grayscale, RGB and RGBA images, 8- or 16-bit PNG and JPEG: each output is the same kind as
 its input (alpha upscaled bicubically). Outputs are written whole under the input's name;
-an input is never overwritten, and existing outputs only with --overwrite.
+an input is never overwritten, and existing outputs only with --overwrite. A run that stops
+(an unreadable image, Ctrl-C) keeps the images it finished: rerun it with --skip_existing to
+do the rest, and --skip_corrupt to report and skip unreadable images instead of stopping.
 
 Example:
   ghostsr upscale photos/ --out photos_x2 -opt options/demo/ghost_edsr_x2_demo.yml --engine compile
 """
-import os
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
@@ -19,11 +21,12 @@ from tqdm import tqdm
 
 from ghostsr_plugin import engines, trained_model
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.commands import positive_int
+from ghostsr_plugin.commands import positive_int, torch_device
 from ghostsr_plugin.data_prep import IMAGE_SUFFIXES, list_images
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.onnx_export import onnx_session, session_runner
-from ghostsr_plugin.tiling import tiled_forward
+from ghostsr_plugin.outputs import check_files_folder, check_output_files
+from ghostsr_plugin.tiling import overlap_warning, tiled_forward
 
 
 def add_arguments(parser):
@@ -34,13 +37,16 @@ def add_arguments(parser):
     parser.add_argument('--engine', choices=engines.ENGINES,
                         help='where the model runs (default: onnxruntime with --onnx, else eager)')
     parser.add_argument('--threads', type=positive_int, help="CPU threads (default: the engine's)")
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+    parser.add_argument('--device', type=torch_device, default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device for eager and compile (default: %(default)s)')
     parser.add_argument('--tile', type=positive_int, help='process each image in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int, default=16,
                         help='LR pixels of context around each tile (default: %(default)s; see docs for the '
                         'receptive-field radius that makes tiles equal whole-image inference)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
+    parser.add_argument('--skip_existing', action='store_true',
+                        help='keep existing output files and upscale only the other images (resumes a stopped run)')
+    parser.add_argument('--skip_corrupt', action='store_true', help='report and skip unreadable images')
 
 
 def _inputs(path):
@@ -53,22 +59,26 @@ def _inputs(path):
     return [osp.join(path, name) for name in list_images(path)]
 
 
-def _outputs(inputs, out, overwrite):
-    """The output path of each input; refuses to touch an input or, without ``overwrite``, an existing file."""
+def _jobs(inputs, args):
+    """``(input, output)`` of each image to upscale: an input is never touched, an existing output only with
+    ``--overwrite``, and with ``--skip_existing`` it is kept and its input left out."""
+    if args.overwrite and args.skip_existing:
+        raise InputError('--overwrite replaces existing outputs, --skip_existing keeps them: choose one')
+    check_files_folder(args.out)
     sources = {osp.realpath(p) for p in inputs}
-    if osp.realpath(out) in {osp.dirname(p) for p in sources}:
-        raise InputError(f'--out {out} is the input folder: the upscaled images would replace the inputs; '
+    if osp.realpath(args.out) in {osp.dirname(p) for p in sources}:
+        raise InputError(f'--out {args.out} is the input folder: the upscaled images would replace the inputs; '
                          'choose another folder')
-    outputs = [osp.join(out, osp.basename(p)) for p in inputs]
-    existing = [p for p in outputs if osp.exists(p)]
-    if existing and not overwrite:
-        more = f' and {len(existing) - 1} more' if len(existing) > 1 else ''
-        raise InputError(f'{existing[0]}{more} exist; pass --overwrite to replace them')
-    return outputs
+    jobs = [(p, osp.join(args.out, osp.basename(p))) for p in inputs]
+    if args.skip_existing:
+        jobs = [(source, target) for source, target in jobs if not osp.isfile(target)]
+    check_output_files([target for _, target in jobs], args.overwrite, inputs,
+                       alternative=', or --skip_existing to keep them and upscale the rest')
+    return jobs
 
 
 def _model(args):
-    """``run(x)`` on the engine asked, and the model's scale."""
+    """``run(x)`` on the engine asked, the model's scale, and the network (None for an ONNX file)."""
     if args.onnx:
         if args.opt or args.arch:
             raise InputError('--onnx names the model: drop -opt/--arch')
@@ -76,12 +86,12 @@ def _model(args):
             raise InputError(f'--onnx runs on --engine onnxruntime, found --engine {args.engine}')
         if not osp.isfile(args.onnx):
             raise InputError(f'--onnx {args.onnx} does not exist')
-        run = session_runner(onnx_session(args.onnx, args.threads))
+        run, net = session_runner(onnx_session(args.onnx, args.threads)), None
     else:
         net = trained_model.load_frozen(args)[0]
         run = engines.prepare(net, args.engine or 'eager', args.threads, args.device)
     probe = run(torch.zeros(1, 3, 8, 8))
-    return run, probe.shape[-1] // 8
+    return run, probe.shape[-1] // 8, net
 
 
 def read_image(path):
@@ -128,10 +138,25 @@ def run(args):
     if args.tile is not None and args.tile_overlap < 0:
         raise InputError(f'--tile_overlap must be >= 0, found {args.tile_overlap}')
     inputs = _inputs(args.input)
-    outputs = _outputs(inputs, args.out, args.overwrite)
-    model, scale = _model(args)
-    os.makedirs(args.out, exist_ok=True)
-    for source, target in tqdm(list(zip(inputs, outputs)), desc=f'upscale x{scale}', unit='image'):
-        img, alpha, max_value = read_image(source)
+    jobs = _jobs(inputs, args)
+    model, scale, net = _model(args)
+    warning = overlap_warning(net, args.tile_overlap) if net is not None and args.tile is not None else None
+    if warning:
+        print(warning, file=sys.stderr)
+    written, skipped = 0, []
+    for source, target in tqdm(jobs, desc=f'upscale x{scale}', unit='image'):
+        try:
+            img, alpha, max_value = read_image(source)
+        except InputError as err:
+            if not args.skip_corrupt:
+                done = f'; the {written} image(s) done are kept: rerun with --skip_existing to go on' if written else ''
+                raise InputError(f'{err} (--skip_corrupt skips such images){done}') from None
+            tqdm.write(f'skipped: {err}')
+            skipped.append(source)
+            continue
         _write(target, upscale_image(model, img, alpha, max_value, scale, args.tile, args.tile_overlap))
-    print(f'{len(inputs)} image(s) x{scale} -> {args.out}')
+        written += 1
+    kept = len(inputs) - len(jobs)
+    notes = [f'{kept} existing output(s) kept'] if kept else []
+    notes += [f'{len(skipped)} unreadable image(s) skipped'] if skipped else []
+    print(f"{written} image(s) x{scale} -> {args.out}{' (' + ', '.join(notes) + ')' if notes else ''}")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every row of benchmarks/results/leaderboard.md, from the repository alone: build the demo set and the
+# test sets, train the models of options/demo (a run whose net_g_latest.pth exists is not trained again),
+# benchmark each with `ghostsr benchmark` and merge the JSONs with `ghostsr leaderboard`.
+# CPU: about 1.5 hours on one core (the EDSR-baseline teacher alone about 45 min). Run from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+. .venv/bin/activate
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+out=benchmarks/results
+sets=(../shared/data/benchmark/Set5/HR ../shared/data/benchmark/Set14/HR)
+
+ghostsr prepare-demo
+[ -d datasets/benchmark/Set5 ] || ghostsr prepare-benchmarks "${sets[@]}"
+
+train() {  # option file, run name
+  [ -f "experiments/$2/models/net_g_latest.pth" ] || basicsr train -opt "$1"
+}
+train options/demo/ghost_edsr_x2_demo.yml demo_GhostEDSR_x2_f32b4
+train options/demo/edsr_baseline_x2_demo.yml demo_EDSR_x2_f64b16  # the teacher of the three below
+for start in cluster order scratch; do
+  train "options/demo/ghost_edsr_baseline_x2_${start}_demo.yml" "demo_GhostEDSR_x2_f64b16_${start}"
+done
+
+ghostsr benchmark bicubic --sets Set5 Set14 --scales 2 3 4 --out "$out" --overwrite
+ghostsr benchmark options/demo/ghost_edsr_x2_demo.yml --name 'GhostEDSR demo (32f/4b)' --sets Set5 Set14 \
+  --out "$out" --overwrite
+ghostsr benchmark options/demo/edsr_baseline_x2_demo.yml --name 'EDSR-baseline teacher (600 it)' \
+  --sets Set5 Set14 --out "$out" --overwrite
+for start in cluster order scratch; do
+  ghostsr benchmark "options/demo/ghost_edsr_baseline_x2_${start}_demo.yml" \
+    --name "GhostEDSR-baseline, $start init (+1500 it)" --baseline 'EDSR-baseline teacher (600 it)' \
+    --sets Set5 Set14 --out "$out" --overwrite
+done
+ghostsr leaderboard "$out" --out "$out" --overwrite

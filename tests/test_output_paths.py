@@ -1,0 +1,316 @@
+"""Output paths and a user's mistakes: nothing a user has is deleted, every mistake is one named line, exit 2."""
+import contextlib
+import json
+import os
+import os.path as osp
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ghostsr_plugin.atomic import MANIFEST, atomic_folder
+from ghostsr_plugin.cli import ghostsr_main
+from ghostsr_plugin.errors import InputError
+
+from .conftest import REPO_ROOT, _photo, write_options
+from .test_deploy_commands import NET, images, model_files  # noqa: F401  (fixtures)
+
+
+def fails(capsys, args, *expected, code=2):
+    """Run ``ghostsr args``: it must exit ``code`` with one line on stderr holding each of ``expected``."""
+    with pytest.raises(SystemExit) as exit_info:
+        ghostsr_main(args)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == code, err
+    line = err.splitlines()[-1]  # (after any progress bar)
+    assert 'Traceback' not in err and line.startswith(('error: ', 'ghostsr ', 'interrupted')), err
+    for text in expected:
+        assert text in line, err
+    return line
+
+
+def user_folder(path):
+    """A folder of a user's files, and a snapshot of it to compare with afterwards."""
+    (path / 'sub').mkdir(parents=True)
+    (path / 'notes.txt').write_text('mine')
+    (path / 'sub' / 'data.bin').write_bytes(b'\x00\x01')
+    return snapshot(path)
+
+
+def snapshot(path):
+    return {osp.relpath(osp.join(root, f), path): open(osp.join(root, f), 'rb').read()
+            for root, _, files in os.walk(path) for f in files}
+
+
+# --- 1, 2: --overwrite never deletes a folder; a name without extension is written --------------
+
+
+def test_export_overwrite_never_replaces_a_folder(model_files, tmp_path, capsys):  # noqa: F811
+    results = tmp_path / 'results'
+    before = user_folder(results)
+    for out in (str(results), f'{results}{os.sep}'):
+        fails(capsys, ['export', '-opt', model_files['opt'], '--out', out, '--overwrite'], str(results), 'folder')
+        assert snapshot(results) == before
+    assert not list(tmp_path.glob('.tmp-*'))
+
+
+def test_upscale_overwrite_never_replaces_a_folder_with_an_output_name(model_files, images, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / 'out'
+    before = user_folder(out / 'rgb.png')
+    fails(capsys, ['upscale', str(images), '--out', str(out), '-opt', model_files['opt'], '--overwrite'],
+          'rgb.png is a folder; expected a file')
+    assert snapshot(out / 'rgb.png') == before and sorted(os.listdir(out)) == ['rgb.png']
+
+
+def test_freeze_writes_a_name_without_extension_and_refuses_a_folder(model_files, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / 'model_deploy'
+    ghostsr_main(['freeze', '-opt', model_files['opt'], '--checkpoint', model_files['checkpoint'], '--out', str(out)])
+    state = torch.load(out, weights_only=True)
+    assert any(k.endswith('.offsets') for k in state['params'])
+    folder = tmp_path / 'folder'
+    before = user_folder(folder)
+    fails(capsys, ['freeze', '-opt', model_files['opt'], '--checkpoint', model_files['checkpoint'],
+                   '--out', str(folder), '--overwrite'], 'is a folder')
+    assert snapshot(folder) == before
+
+
+def test_freeze_refuses_to_write_over_its_input(model_files, capsys):  # noqa: F811
+    before = open(model_files['checkpoint'], 'rb').read()
+    fails(capsys, ['freeze', '-opt', model_files['opt'], '--checkpoint', model_files['checkpoint'], '--out',
+                   model_files['checkpoint'], '--overwrite'],
+          'is an input of this command')
+    assert open(model_files['checkpoint'], 'rb').read() == before
+
+
+def test_a_folder_output_replaces_only_what_the_plugin_wrote(tmp_path):
+    target = tmp_path / 'set'
+    before = user_folder(target)  # a user's folder: no manifest
+    with pytest.raises(InputError, match='was not written by ghostsr'), atomic_folder(target) as temporary:
+        open(f'{temporary}/new.png', 'w').close()
+    assert snapshot(target) == before
+    target = tmp_path / 'built'
+    with atomic_folder(target) as temporary:
+        os.makedirs(f'{temporary}/a')
+        open(f'{temporary}/a/old.png', 'w').close()
+    assert json.loads((target / MANIFEST).read_text())['files'] == [osp.join('a', 'old.png')]
+    (target / 'a' / 'added_by_user.txt').write_text('mine')
+    with pytest.raises(InputError, match=r'holds a/added_by_user\.txt'), atomic_folder(target) as temporary:
+        pass
+    assert (target / 'a' / 'added_by_user.txt').read_text() == 'mine'
+    (target / 'a' / 'added_by_user.txt').unlink()
+    with atomic_folder(target) as temporary:
+        open(f'{temporary}/new.png', 'w').close()
+    assert sorted(os.listdir(target)) == [MANIFEST, 'new.png'] and sorted(os.listdir(tmp_path)) == ['built', 'set']
+
+
+def test_prepare_benchmarks_overwrite_keeps_a_users_folder(tmp_path, capsys):
+    hr = tmp_path / 'Set5' / 'HR'
+    hr.mkdir(parents=True)
+    cv2.imwrite(str(hr / 'a.png'), np.ascontiguousarray(_photo('astronaut')[:48, :48]))
+    out = tmp_path / 'benchmark'
+    args = ['prepare-benchmarks', str(hr), '--out', str(out), '--scales', '2']
+    ghostsr_main(args)
+    ghostsr_main([*args, '--overwrite'])  # its own output: replaced
+    (out / 'Set5' / 'LRbicx2' / 'mine.txt').write_text('mine')
+    fails(capsys, [*args, '--overwrite'], 'mine.txt', 'ghostsr did not write there')
+    assert (out / 'Set5' / 'LRbicx2' / 'mine.txt').read_text() == 'mine'
+
+
+# --- 3: one line, exit 2, for every mistake -------------------------------------------------------
+
+
+@pytest.mark.parametrize('device, message', [('bogus', "found 'bogus'"), ('cuda:99', 'cuda:99')])
+def test_upscale_and_benchmark_bad_device(device, message, model_files, images, tmp_path, capsys):  # noqa: F811
+    fails(capsys, ['upscale', str(images), '--out', str(tmp_path / 'o'), '-opt', model_files['opt'],
+                   '--device', device], '--device', message)
+    fails(capsys, ['benchmark', 'bicubic', '--device', device], '--device', message)
+
+
+def test_out_that_is_a_file_fails_before_any_work(model_files, images, tmp_path, capsys, monkeypatch):  # noqa: F811
+    taken = tmp_path / 'taken'
+    taken.write_text('mine')
+    from ghostsr_plugin import trained_model
+
+    monkeypatch.setattr(trained_model, 'frozen_model', lambda *a: pytest.fail('the model was loaded'))
+    fails(capsys, ['upscale', str(images), '--out', str(taken), '-opt', model_files['opt']], 'is a file')
+    fails(capsys, ['benchmark', model_files['opt'], '--latency_only', '--out', str(taken)], 'is a file')
+    assert taken.read_text() == 'mine'
+
+
+@contextlib.contextmanager
+def read_only_folder(path):
+    """``path`` made read-only: by its mode for a user, by a read-only mount for root (who ignores modes)."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', str(path)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f'root cannot mount a read-only folder here: {done.stderr.decode().strip()}')
+    try:
+        yield path
+    finally:
+        subprocess.run(['umount', str(path)], check=True)
+
+
+def test_read_only_output_folder(model_files, images, tmp_path, capsys):  # noqa: F811
+    with read_only_folder(tmp_path / 'locked') as locked:
+        fails(capsys, ['export', '-opt', model_files['opt'], '--out', str(locked / 'm.onnx')], 'cannot write in folder')
+        fails(capsys, ['upscale', str(images), '--out', str(locked / 'x2'), '-opt', model_files['opt']],
+              'cannot write in folder')
+
+
+def test_wrongly_typed_network_arguments(model_files, tmp_path, capsys):  # noqa: F811
+    fails(capsys, ['export', '--arch', 'GhostEDSR', '--arch_args', 'num_in_ch=3', 'num_out_ch=3', 'num_feat=abc',
+                   'num_block=2', 'upscale=2', '--checkpoint', model_files['checkpoint'], '--out', str(tmp_path / 'a')],
+          "network_g.num_feat': expected a number (the default is 64), found str 'abc'")
+    fails(capsys, ['export', '--arch', 'GhostEDSR', '--arch_args', 'num_in_ch=abc', 'num_out_ch=3', 'num_feat=8',
+                   'num_block=2', 'upscale=2', '--checkpoint', model_files['checkpoint'], '--out', str(tmp_path / 'a')],
+          'GhostEDSR cannot be built from these arguments', "num_in_ch='abc'")
+    opt = write_options(tmp_path / 'typed.yml', {'name': 'm', 'scale': 2, 'network_g': {**NET, 'num_block': 'two'},
+                                                 'path': {'pretrain_network_g': model_files['checkpoint']}})
+    fails(capsys, ['freeze', '-opt', opt, '--checkpoint', model_files['checkpoint'], '--out', str(tmp_path / 'f.pth')],
+          "network_g.num_block'", "'two'")
+
+
+def test_onnx_file_that_is_not_onnx(images, tmp_path, capsys):  # noqa: F811
+    fake = tmp_path / 'model.onnx'
+    fake.write_text('not a model')
+    fails(capsys, ['upscale', str(images), '--out', str(tmp_path / 'o'), '--onnx', str(fake)],
+          'not an ONNX model onnxruntime can load')
+    assert not (tmp_path / 'o').exists()
+
+
+@pytest.mark.parametrize('option, value, message', [('--repeats', '0', 'positive integer, found 0'),
+                                                    ('--warmup', '-1', 'integer >= 0, found -1')])
+def test_benchmark_counts(option, value, message, capsys):
+    fails(capsys, ['benchmark', 'bicubic', option, value], option, message)
+
+
+def test_ctrl_c_is_one_line_and_status_130(model_files, tmp_path, capsys, monkeypatch):  # noqa: F811
+    from ghostsr_plugin.commands import export
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, 'export_onnx', interrupted)
+    assert fails(capsys, ['export', '-opt', model_files['opt'], '--out', str(tmp_path / 'm.onnx')],
+                 code=130) == 'interrupted'
+    assert not list(tmp_path.glob('*.onnx')) and not list(tmp_path.glob('.tmp-*'))
+
+
+# --- 4: smaller ----------------------------------------------------------------------------------
+
+
+def test_upscale_failing_before_its_first_output_leaves_no_folder(model_files, images, tmp_path, capsys):  # noqa: F811
+    (images / 'a_broken.png').write_bytes(b'not a png')  # first in order
+    out = tmp_path / 'new' / 'x2'
+    fails(capsys, ['upscale', str(images), '--out', str(out), '-opt', model_files['opt']], 'a_broken.png',
+          '--skip_corrupt')
+    assert not (tmp_path / 'new').exists()
+
+
+def test_upscale_skips_corrupt_images_and_resumes(model_files, images, tmp_path, capsys):  # noqa: F811
+    (images / 'm_broken.png').write_bytes(b'not a png')  # in the middle
+    out = tmp_path / 'out'
+    fails(capsys, ['upscale', str(images), '--out', str(out), '-opt', model_files['opt']],
+          'm_broken.png', 'rerun with --skip_existing')
+    done = sorted(os.listdir(out))
+    assert done == ['deep.png', 'gray.png']  # before the broken one, whole
+    stamps = {name: os.stat(out / name).st_mtime_ns for name in done}
+    (images / 'm_broken.png').unlink()
+    fails(capsys, ['upscale', str(images), '--out', str(out), '-opt', model_files['opt']],
+          'deep.png exists (and 1 more); pass --overwrite to replace them, or --skip_existing to keep them')
+    ghostsr_main(['upscale', str(images), '--out', str(out), '-opt', model_files['opt'], '--skip_existing'])
+    printed = capsys.readouterr().out
+    assert '3 image(s) x2' in printed and '2 existing output(s) kept' in printed
+    assert sorted(os.listdir(out)) == ['deep.png', 'gray.png', 'photo.jpg', 'rgb.png', 'rgba.png']
+    assert {name: os.stat(out / name).st_mtime_ns for name in done} == stamps  # kept, not redone
+    (images / 'z_broken.png').write_bytes(b'not a png')
+    ghostsr_main(['upscale', str(images), '--out', str(tmp_path / 'out2'), '-opt', model_files['opt'],
+                  '--skip_corrupt'])
+    printed = capsys.readouterr().out
+    assert 'skipped: ' in printed and 'z_broken.png' in printed and '1 unreadable image(s) skipped' in printed
+    assert len(os.listdir(tmp_path / 'out2')) == 5
+
+
+def test_checkpoint_that_is_text_or_a_folder(model_files, tmp_path, capsys):  # noqa: F811
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('name: x\nlr: 0.1\n')
+    fails(capsys, ['freeze', '-opt', model_files['opt'], '--checkpoint', str(notes), '--out', str(tmp_path / 'f')],
+          'not a PyTorch checkpoint file')
+    fails(capsys, ['freeze', '-opt', model_files['opt'], '--checkpoint', str(tmp_path), '--out', str(tmp_path / 'f')],
+          'is a folder; expected a checkpoint file')
+
+
+def test_the_arch_args_example_of_the_help_works(tmp_path):
+    from basicsr.archs import build_network
+
+    from ghostsr_plugin.trained_model import EXAMPLE_ARCH, EXAMPLE_ARCH_ARGS, parse_arch_args
+
+    network = {'type': EXAMPLE_ARCH, **parse_arch_args(EXAMPLE_ARCH_ARGS.split())}
+    checkpoint = tmp_path / 'net.pth'
+    torch.save({'params': build_network(network).state_dict()}, checkpoint)
+    ghostsr_main(['export', '--arch', EXAMPLE_ARCH, '--arch_args', *EXAMPLE_ARCH_ARGS.split(), '--checkpoint',
+                  str(checkpoint), '--out', str(tmp_path / 'example.onnx')])
+    assert (tmp_path / 'example.onnx').is_file()
+
+
+def test_tile_overlap_below_the_receptive_field_warns(model_files, images, tmp_path, capsys):  # noqa: F811
+    from ghostsr_plugin.tiling import receptive_radius
+
+    from .test_benchmark import receptive_radius as measured_radius
+    from .test_deploy_commands import trained_net
+
+    net = trained_net()
+    assert receptive_radius(net) >= measured_radius(net, 2)  # an upper bound of what the gradient reaches
+    radius = receptive_radius(net)
+    common = [str(images / 'rgb.png'), '-opt', model_files['opt'], '--tile', '7']
+    ghostsr_main(['upscale', *common, '--out', str(tmp_path / 'a'), '--tile_overlap', str(radius - 1)])
+    assert f'pass --tile_overlap {radius}' in capsys.readouterr().err
+    ghostsr_main(['upscale', *common, '--out', str(tmp_path / 'b'), '--tile_overlap', str(radius)])
+    assert 'warning' not in capsys.readouterr().err
+
+
+# --- 5: published results name no path of the machine they ran on -------------------------------
+
+
+def published_results():
+    for root, _, files in os.walk(osp.join(REPO_ROOT, 'benchmarks', 'results')):
+        for name in files:
+            if name.endswith('.json'):
+                path = osp.join(root, name)
+                with open(path) as f:
+                    yield osp.relpath(path, REPO_ROOT), json.load(f)
+
+
+def paths_in(value):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths_in(key)
+            yield from paths_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from paths_in(item)
+    elif isinstance(value, str) and (value.startswith(('/', '~')) or value[1:3] == ':\\'):
+        yield value
+
+
+def test_published_results_are_reproducible_from_the_repository():
+    from ghostsr_plugin.results import sha256
+
+    results = list(published_results())
+    assert results
+    for path, record in results:
+        assert not list(paths_in(record)), f'{path} names a path outside the repository: {list(paths_in(record))}'
+        model = record.get('model') or {}
+        option_file = model.get('option_file') or record.get('option_file')
+        if option_file:
+            assert osp.isfile(osp.join(REPO_ROOT, option_file)), f'{path}: its option file {option_file} is not here'
+        recorded = (model.get('sha256') or {}).get(option_file)
+        if recorded:
+            assert sha256([osp.join(REPO_ROOT, option_file)]) == recorded, f'{path}: {option_file} changed since'
