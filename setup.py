@@ -48,7 +48,7 @@ setup(
         'scikit-image',
         'tqdm',
     ],
-    extras_require={'test': ['pytest', 'ruff'], 'deploy': ['onnx', 'onnxscript', 'onnxruntime']},
+    extras_require={'test': ['pytest', 'pytest-xdist', 'ruff'], 'deploy': ['onnx', 'onnxscript', 'onnxruntime']},
     entry_points={
         'console_scripts': ['basicsr = ghostsr_plugin.cli:basicsr_main', 'ghostsr = ghostsr_plugin.cli:ghostsr_main'],
         'basicsr.plugins': ['ghostsr = ghostsr_plugin'],

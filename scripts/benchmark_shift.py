@@ -1,26 +1,27 @@
-"""Benchmark the shift ops and GhostEDSR-L end to end: prints a table and writes JSON.
+"""Benchmark the shift ops against a copy of the same bytes: prints a table and writes JSON.
 
 Ops: the shift, and the fused Ghost layer op (eval: a fixed offset; train: the learned
-one-hot selection, whose backward also gives the logits' gradient), forward and backward,
-each done four ways:
+one-hot selection, whose backward also gives the selection's gradient), forward and backward,
+each done three ways, timed side by side:
   kernel     ghostsr_plugin.ops (the fused CUDA kernels on a GPU; the reference on CPU)
   reference  the pure-PyTorch reference, ghostsr_plugin.ops.reference, called directly (the
              train op's backward: its reference backward, input and selection gradients)
-  roll       torch.roll (wraps around instead of zero fill; a plain PyTorch data move)
-  depthwise  the official code's way: a depthwise 3x3 conv with a one-hot kernel
-Bandwidth is effective: the bytes the op must read and write once, over its time, set
-against the device's copy bandwidth (``dst.copy_(src)``) measured in the same run. On a GPU
-an op is timed as a CUDA graph replay (CUDA events, median), so the figures are the device's,
-not Python's launch cost; the reference Ghost ops read the offsets back to the host and cannot
-be captured, so they are timed as launched ('timing' in the JSON says which).
+  depthwise  the official code's way: a depthwise 3x3 conv with a one-hot kernel (cuDNN on a GPU)
+Bandwidth is effective: the bytes the op must read and write once, over its time. Each op is set
+against a copy of the same dtype moving the same bytes (half read, half written), timed in the
+same rounds: the fastest of ``dst.copy_(src)`` (the driver's memcpy, in a CUDA graph and as
+launched) and an elementwise kernel (``torch.neg(src, out=dst)``), each in the JSON; the
+device's peak (memory clock x bus width, or a table) is printed beside it. The impls of one op
+and its copies are timed interleaved: one run of each in turn, ``--runs`` rounds, the median of
+each. On a GPU a run is a CUDA graph replay between two CUDA events (the figures are the
+device's, not Python's launch cost); the reference Ghost ops read the offsets back to the host
+and cannot be captured, so they run as launched ('timing' in the JSON says which).
 
-End to end: GhostEDSR-L x2 against EDSR-L x2 on one input (default 640 x 360), eval, median
-latency after warm-up (ghostsr_plugin.cost: CUDA events on a GPU), with parameters and FLOPs
-(torch.utils.flop_counter, counted on the meta device).
+The end-to-end latency of GhostEDSR-L against EDSR-L is scripts/benchmark_latency.py's.
 
 Example (a GPU): python scripts/benchmark_shift.py
 Example (CPU, small): python scripts/benchmark_shift.py --device cpu --sizes 1x16x24x32 --dtypes float32 \\
-    --e2e-size 24x32 --num-feat 16 --num-block 2 --runs 5 --json /tmp/shift.json
+    --runs 5 --json /tmp/shift.json
 """
 import argparse
 import contextlib
@@ -37,14 +38,15 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ghostsr_plugin import cost, ops
-from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 from ghostsr_plugin.atomic import atomic_path
-from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.ops import extension, reference
 
 OFFSET = (1, 1)  # the shift every op is timed with
 LAYOUTS = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+IMPLS = ('kernel', 'reference', 'depthwise')
+# GB/s by device name where torch does not report the memory clock and bus width (datasheets)
+PEAK_GB_PER_S = {'H200': 4800, 'H100 SXM': 3350, 'H100 NVL': 3900, 'H100 PCIe': 2000, 'H100': 3350, 'A100': 2039}
 
 
 def parse_size(text, parts, what):
@@ -57,45 +59,68 @@ def parse_size(text, parts, what):
     return size
 
 
-def op_timer(device, runs, warmup):
-    """``measure(fn)``: median seconds of ``fn()`` over ``runs`` calls after ``warmup``, and how.
+def peak_bandwidth(device):
+    """The device memory's peak GB/s (read plus write), and where the figure comes from; None on a CPU."""
+    if device.type != 'cuda':
+        return None, 'none (CPU)'
+    props = torch.cuda.get_device_properties(device)
+    clock_khz, bus_bits = getattr(props, 'memory_clock_rate', 0), getattr(props, 'memory_bus_width', 0)
+    if clock_khz and bus_bits:  # double data rate: two transfers a clock
+        return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9, 'memory clock x bus width'
+    for name, gbs in PEAK_GB_PER_S.items():
+        if name in props.name:
+            return gbs, f'datasheet ({name})'
+    return None, 'unknown'
 
-    On a GPU (from a side stream: the default stream cannot be captured) ``fn`` is captured once
-    as a CUDA graph, unless ``capture`` is False (``fn`` syncs with the host), and its replays,
-    or calls, are timed between two events each, with no sync in between. On a CPU: the wall clock.
+
+def interleaved_timer(device, runs, warmup):
+    """``measure(fns)``: for ``{name: (fn, capture)}``, ``{name: (median seconds, timing)}``, interleaved.
+
+    Each fn runs ``warmup`` times, then the fns run in turn, ``runs`` rounds. On a GPU (from a side
+    stream: the default stream cannot be captured) a fn with ``capture`` is captured once as a CUDA
+    graph and its replays are timed; one that syncs with the host is timed as called; each run
+    between two CUDA events, no sync in between. On a CPU: the wall clock.
     """
-    def median_time(fn, capture=True):
-        for _ in range(warmup):
-            fn()
-        if device.type != 'cuda':
-            times = []
-            for _ in range(runs):
-                begin = time.perf_counter()
+    def measure(fns):
+        runners, timing = {}, {}
+        for name, (fn, capture) in fns.items():
+            for _ in range(warmup):
                 fn()
-                times.append(time.perf_counter() - begin)
-            return statistics.median(times), 'wall clock'
-        run, timing = fn, 'CUDA events, eager'
-        if capture:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=torch.cuda.current_stream()):
-                fn()
-            run, timing = graph.replay, 'CUDA events, graph replay'
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(runs)]
-        for start, end in events:
-            start.record()
-            run()
-            end.record()
-        torch.cuda.synchronize(device)
-        return statistics.median(start.elapsed_time(end) for start, end in events) / 1e3, timing
+            runners[name], timing[name] = fn, 'wall clock' if device.type != 'cuda' else 'CUDA events, eager'
+            if device.type == 'cuda' and capture:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=torch.cuda.current_stream()):
+                    fn()
+                runners[name], timing[name] = graph.replay, 'CUDA events, graph replay'
+        samples = {name: [] for name in fns}
+        for _ in range(runs):
+            for name, run in runners.items():
+                if device.type == 'cuda':
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    run()
+                    end.record()
+                    samples[name].append((start, end))
+                else:
+                    begin = time.perf_counter()
+                    run()
+                    samples[name].append(time.perf_counter() - begin)
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+            samples = {name: [start.elapsed_time(end) / 1e3 for start, end in pairs] for name, pairs in samples.items()}
+        return {name: (statistics.median(times), timing[name]) for name, times in samples.items()}
 
-    return median_time
+    return measure
 
 
-def copy_bandwidth(device, mib, measure):
-    """GB/s of ``dst.copy_(src)`` on a ``mib`` MiB buffer (bytes read plus bytes written)."""
-    src = torch.empty(mib * 2**20, dtype=torch.uint8, device=device).fill_(1)
+def copies(nbytes, device, dtype):
+    """{name: (fn, capture)}: copies of ``nbytes`` bytes of ``dtype`` (half read, half written)."""
+    es = torch.empty((), dtype=dtype).element_size()
+    src = torch.randn(max(1, nbytes // 2 // es), device=device).to(dtype)
     dst = torch.empty_like(src)
-    return 2 * src.numel() / measure(lambda: dst.copy_(src))[0] / 1e9
+    return {'copy (memcpy)': (lambda: dst.copy_(src), True),
+            'copy (memcpy, eager)': (lambda: dst.copy_(src), False),  # (a graph's memcpy node may take another path)
+            'copy (kernel)': (lambda: torch.neg(src, out=dst), True)}
 
 
 def one_hot_kernel(channels, dy, dx, device, dtype):
@@ -111,10 +136,9 @@ def straight_through(logits):
 
 
 def op_cases(n, c, h, w, device, dtype, memory_format):
-    """{(op, impl): (make inputs, forward, bytes moved forward, bytes moved backward[, backward])} for one size.
-
-    ``backward(inputs, grad_out)``, where given, is timed instead of autograd's backward.
-    """
+    """{op: {impl: (inputs, forward, backward or None)}, bytes} for one size: the bytes each op's
+    forward and backward must move, and per impl its inputs and the two directions to time
+    (``backward`` None: autograd's, through ``forward``)."""
     c_ghost = c // 2
     c_int = c - c_ghost
     es = torch.empty((), dtype=dtype).element_size()
@@ -123,50 +147,48 @@ def op_cases(n, c, h, w, device, dtype, memory_format):
     ghost_weight = weight[:c_ghost]
     k = 4 + 3 * OFFSET[0] + OFFSET[1]  # OFFSET's orientation index for max_shift 1
 
-    def x():
-        return [torch.randn(n, c, h, w, device=device, dtype=dtype).contiguous(memory_format=memory_format)
-                .requires_grad_()]
-
-    def x1():
-        return [torch.randn(n, c_int, h, w, device=device, dtype=dtype).contiguous(memory_format=memory_format)
-                .requires_grad_()]
+    def tensor(channels):
+        return torch.randn(n, channels, h, w, device=device, dtype=dtype).contiguous(memory_format=memory_format)
 
     def x1_logits():
-        logits = torch.randn(1, 9, device=device, dtype=dtype)
+        logits = torch.randn(1, 9, device=device)  # (float32, as the Ghost layer's under autocast)
         logits[0, k] = 10  # argmax: OFFSET
-        return [*x1(), logits.requires_grad_()]
+        return [tensor(c_int).requires_grad_(), logits.requires_grad_()]
 
     def depthwise_train(a, logits):
-        kernel = straight_through(logits).view(1, 1, 3, 3).flip(-1, -2).expand(c_ghost, 1, 3, 3)
+        kernel = straight_through(logits).to(dtype).view(1, 1, 3, 3).flip(-1, -2).expand(c_ghost, 1, 3, 3)
         return torch.cat([a, F.conv2d(a[:, :c_ghost], kernel, padding=1, groups=c_ghost)], 1)
+
+    def train_reference_backward(inputs, grad):
+        selection = straight_through(inputs[1])
+        return (reference.ghost_features_train_backward(grad, c_ghost, selection, 1),
+                reference.selection_grad(grad, inputs[0], 1, 1))
 
     shift_bytes = 2 * n * c * h * w * es
     ghost_bytes = (n * c_int * h * w + n * c * h * w) * es  # read x1 (grad_out), write out (grad_x1)
-    train_bytes = ghost_bytes + n * c_int * h * w * es  # the backward also reads x1 for the logits' gradient
+    train_bytes = ghost_bytes + n * c_int * h * w * es  # the backward also reads x1 for the selection's gradient
+    x = [tensor(c).requires_grad_()]
+    x1 = [tensor(c_int).requires_grad_()]
+    train = x1_logits()
     return {
-        ('shift', 'kernel'): (x, lambda a: ops.shift(a, OFFSET), shift_bytes, shift_bytes),
-        ('shift', 'reference'): (x, lambda a: reference.shift(a, OFFSET), shift_bytes, shift_bytes),
-        ('shift', 'roll'): (x, lambda a: torch.roll(a, OFFSET, (2, 3)), shift_bytes, shift_bytes),
-        ('shift', 'depthwise'): (x, lambda a: F.conv2d(a, weight, padding=1, groups=c), shift_bytes, shift_bytes),
-        ('ghost eval', 'kernel'): (x1, lambda a: ops.ghost_features(a, c_ghost, offsets), ghost_bytes, ghost_bytes),
-        ('ghost eval', 'reference'): (
-            x1, lambda a: reference.ghost_features(a, c_ghost, offsets), ghost_bytes, ghost_bytes),
-        ('ghost eval', 'roll'): (
-            x1, lambda a: torch.cat([a, torch.roll(a[:, :c_ghost], OFFSET, (2, 3))], 1), ghost_bytes, ghost_bytes),
-        ('ghost eval', 'depthwise'): (
-            x1, lambda a: torch.cat([a, F.conv2d(a[:, :c_ghost], ghost_weight, padding=1, groups=c_ghost)], 1),
-            ghost_bytes, ghost_bytes),
-        ('ghost train', 'kernel'): (
-            x1_logits, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
-            ghost_bytes, train_bytes),
-        ('ghost train', 'reference'): (
-            x1_logits,
-            lambda a, logits: reference.ghost_features_train_forward(a, c_ghost, straight_through(logits), 1),
-            ghost_bytes, train_bytes,
-            lambda inputs, grad: (
-                reference.ghost_features_train_backward(grad, c_ghost, straight_through(inputs[1]), 1),
-                reference.selection_grad(grad, inputs[0], 1, 1))),
-        ('ghost train', 'depthwise'): (x1_logits, depthwise_train, ghost_bytes, train_bytes),
+        'shift': ({
+            'kernel': (x, lambda a: ops.shift(a, OFFSET), None),
+            'reference': (x, lambda a: reference.shift(a, OFFSET), None),
+            'depthwise': (x, lambda a: F.conv2d(a, weight, padding=1, groups=c), None),
+        }, (shift_bytes, shift_bytes)),
+        'ghost eval': ({
+            'kernel': (x1, lambda a: ops.ghost_features(a, c_ghost, offsets), None),
+            'reference': (x1, lambda a: reference.ghost_features(a, c_ghost, offsets), None),
+            'depthwise': (x1, lambda a: torch.cat([a, F.conv2d(a[:, :c_ghost], ghost_weight, padding=1,
+                                                                groups=c_ghost)], 1), None),
+        }, (ghost_bytes, ghost_bytes)),
+        'ghost train': ({
+            'kernel': (train, lambda a, logits: ops.ghost_features_train(a, c_ghost, straight_through(logits), 1),
+                       None),
+            'reference': (train, lambda a, logits: reference.ghost_features_train_forward(
+                a, c_ghost, straight_through(logits), 1), train_reference_backward),
+            'depthwise': (train, depthwise_train, None),
+        }, (ghost_bytes, train_bytes)),
     }
 
 
@@ -174,90 +196,68 @@ def op_cases(n, c, h, w, device, dtype, memory_format):
 SYNCING = {('ghost eval', 'reference'), ('ghost train', 'reference')}
 
 
-def benchmark_ops(args, device, measure, copy_gbs):
+def timed_fns(op, impls, direction):
+    """{impl: (fn, capture)} for one op and direction."""
+    fns = {}
+    for impl, (inputs, forward, backward) in impls.items():
+        capture = (op, impl) not in SYNCING
+        if direction == 'forward':
+            fns[impl] = (lambda forward=forward, inputs=inputs: forward(*inputs), capture)
+            continue
+        out = forward(*inputs)
+        grad_out = torch.randn_like(out)
+        if backward:
+            fns[impl] = (lambda fn=backward, inputs=inputs, grad_out=grad_out: fn(inputs, grad_out), capture)
+        else:
+            fns[impl] = (lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
+                out, inputs, grad_out, retain_graph=True), capture)
+    return fns
+
+
+def benchmark_ops(args, device, measure, peak_gbs):
     rows = []
     jobs = [(size, dtype, layout) for size in args.sizes for dtype in args.dtypes for layout in args.layouts]
     for size, dtype, layout in tqdm(jobs, desc='ops', unit='case'):
-        cases = op_cases(*size, device, dtype, LAYOUTS[layout])
-        for (op, impl), (make, forward, fwd_bytes, bwd_bytes, *backward) in cases.items():
-            inputs = make()
-            out = forward(*inputs)
-            grad_out = torch.randn_like(out)
-            capture = (op, impl) not in SYNCING
-            with torch.no_grad():
-                fwd = measure(lambda forward=forward, inputs=inputs: forward(*inputs), capture)
-                if backward:
-                    bwd = measure(lambda a=inputs, g=grad_out, fn=backward[0]: fn(a, g), capture)
-            if not backward:
-                bwd = measure(lambda out=out, inputs=inputs, grad_out=grad_out: torch.autograd.grad(
-                    out, inputs, grad_out, retain_graph=True), capture)
-            for direction, (seconds, timing), moved in (('forward', fwd, fwd_bytes), ('backward', bwd, bwd_bytes)):
-                gbs = moved / seconds / 1e9
-                rows.append({'size': 'x'.join(map(str, size)), 'dtype': str(dtype).replace('torch.', ''),
-                             'layout': layout, 'op': op,
-                             'direction': direction, 'impl': impl, 'time_us': seconds * 1e6, 'bytes': moved,
-                             'gb_per_s': gbs, 'copy_fraction': gbs / copy_gbs, 'timing': timing})
-            del inputs, out, grad_out
-
-    def case(row):
-        return row['size'], row['dtype'], row['layout'], row['op'], row['direction']
-
-    kernel_time = {case(row): row['time_us'] for row in rows if row['impl'] == 'kernel'}
-    for row in rows:
-        row['kernel_speedup'] = row['time_us'] / kernel_time[case(row)]
+        for op, (impls, moved) in op_cases(*size, device, dtype, LAYOUTS[layout]).items():
+            for direction, nbytes in zip(('forward', 'backward'), moved):
+                fns = timed_fns(op, impls, direction)
+                copy_fns = copies(nbytes, device, dtype)
+                with torch.no_grad() if direction == 'forward' else contextlib.nullcontext():
+                    times = measure({**fns, **copy_fns})
+                copy_gbs = {name: nbytes / times[name][0] / 1e9 for name in copy_fns}
+                best_copy = max(copy_gbs.values())
+                kernel_time = times['kernel'][0]
+                for impl in fns:
+                    seconds, timing = times[impl]
+                    gbs = nbytes / seconds / 1e9
+                    rows.append({'size': 'x'.join(map(str, size)), 'dtype': str(dtype).replace('torch.', ''),
+                                 'layout': layout, 'op': op, 'direction': direction, 'impl': impl,
+                                 'time_us': seconds * 1e6, 'bytes': nbytes, 'gb_per_s': gbs,
+                                 'copy_gb_per_s': best_copy, 'copy_fraction': gbs / best_copy,
+                                 'copy_memcpy_gb_per_s': max(copy_gbs['copy (memcpy)'],
+                                                             copy_gbs['copy (memcpy, eager)']),
+                                 'copy_kernel_gb_per_s': copy_gbs['copy (kernel)'],
+                                 'peak_fraction': gbs / peak_gbs if peak_gbs else None,
+                                 'kernel_speedup': seconds / kernel_time, 'timing': timing})
     return rows
 
 
-def edsr_models(args, device):
-    from basicsr.archs.edsr_arch import EDSR  # (imported after ghostsr_plugin, whose compat fixes basicsr needs)
-
-    common = dict(num_in_ch=3, num_out_ch=3, num_feat=args.num_feat, num_block=args.num_block, upscale=args.scale,
-                  res_scale=0.1)
-    with torch.device(device):
-        return {'EDSR': EDSR(**common), 'GhostEDSR': GhostEDSR(**common)}
-
-
-def benchmark_end_to_end(args, device):
-    h, w = args.e2e_size
-    flops = {name: cost.count_flops(model.eval(), torch.empty(1, 3, h, w, device='meta'))
-             for name, model in edsr_models(args, 'meta').items()}
-    rows = []
-    models = edsr_models(args, device)
-    for dtype, mode in [(dtype, mode) for dtype in args.e2e_dtypes for mode in args.e2e_modes]:
-        times = {}
-        for name, model in tqdm(models.items(), desc=f'end to end {dtype} {mode}', unit='model'):
-            model = model.eval().to(dtype)
-            run = torch.compile(model, backend=args.compile_backend) if mode == 'compiled' else model
-            x = torch.rand(1, 3, h, w, device=device, dtype=dtype)
-            with torch.no_grad():
-                times[name], timing = cost.measure_latency(lambda run=run, x=x: run(x), device, args.warmup,
-                                                           args.runs)
-            rows.append({'model': name, 'dtype': str(dtype).replace('torch.', ''), 'mode': mode, 'input': f'{w}x{h}',
-                         'latency_ms': times[name] * 1e3, 'timing': timing, 'params': cost.count_params(model),
-                         'gflops': flops[name] / 1e9})
-        rows[-1]['latency_ratio'] = times['GhostEDSR'] / times['EDSR']
-    return rows
-
-
-def print_tables(result):
-    print(f"\n{result['device']}, torch {result['torch']}, {result['date']}: copy bandwidth "
-          f"{result['copy_gb_per_s']:.1f} GB/s")
-    header = f"{'size':>16} {'dtype':>8} {'layout':>13} {'op':>11} {'dir':>8} {'impl':>9} {'time us':>10} " \
-             f"{'GB/s':>8} {'% copy':>7} {'vs kernel':>9}"
+def print_table(result):
+    peak = f"{result['peak_gb_per_s']:.0f} GB/s" if result['peak_gb_per_s'] else 'n/a'
+    print(f"\n{result['device']}, torch {result['torch']}, {result['date']}: peak {peak} "
+          f"({result['peak_source']}); fastest copy measured {result['copy_gb_per_s']:.0f} GB/s")
+    header = (f"{'size':>14} {'dtype':>8} {'layout':>13} {'op':>11} {'dir':>8} {'copy GB/s':>9} "
+              + ' '.join(f"{impl + ' us':>14} {'% copy':>6}" for impl in IMPLS))
     print(header)
     print('-' * len(header))
+    cases = {}
     for r in result['ops']:
-        print(f"{r['size']:>16} {r['dtype']:>8} {r['layout']:>13} {r['op']:>11} {r['direction'][:8]:>8} {r['impl']:>9} "
-              f"{r['time_us']:>10.1f} {r['gb_per_s']:>8.1f} {100 * r['copy_fraction']:>6.1f}% "
-              f"{r['kernel_speedup']:>8.2f}x")
-    if result['end_to_end']:
-        print(f"\n{'model':>10} {'dtype':>8} {'mode':>8} {'input':>9} {'ms':>10} {'params':>12} {'GFLOPs':>9} "
-              f"{'ratio':>6}")
-        for r in result['end_to_end']:
-            ratio = f"{r['latency_ratio']:.3f}" if 'latency_ratio' in r else ''
-            print(f"{r['model']:>10} {r['dtype']:>8} {r['mode']:>8} {r['input']:>9} {r['latency_ms']:>10.2f} "
-                  f"{r['params']:>12,} "
-                  f"{r['gflops']:>9.1f} {ratio:>6}")
+        cases.setdefault((r['size'], r['dtype'], r['layout'], r['op'], r['direction']), {})[r['impl']] = r
+    for (size, dtype, layout, op, direction), impls in cases.items():
+        copy_gbs = next(iter(impls.values()))['copy_gb_per_s']
+        figures = ' '.join(f"{impls[i]['time_us']:>14.1f} {100 * impls[i]['copy_fraction']:>5.0f}%" if i in impls
+                           else f"{'':>14} {'':>6}" for i in IMPLS)
+        print(f'{size:>14} {dtype:>8} {layout:>13} {op:>11} {direction[:8]:>8} {copy_gbs:>9.0f} {figures}')
 
 
 def default_json(device, date):
@@ -275,15 +275,10 @@ def parse_dtypes(text, what):
 def check_arguments(args):
     """Parse the sizes and dtypes in place; returns the JSON path, refusing to replace a file unasked."""
     args.sizes = [parse_size(s, 4, '--sizes') for s in args.sizes.split(',')]
-    args.e2e_size = None if args.e2e_size == 'none' else parse_size(args.e2e_size, 2, '--e2e-size')
     args.dtypes = parse_dtypes(args.dtypes, '--dtypes')
-    args.e2e_dtypes = parse_dtypes(args.e2e_dtypes, '--e2e-dtypes') if args.e2e_dtypes else args.dtypes
     args.layouts = args.layouts.split(',')
     if not set(args.layouts) <= set(LAYOUTS):
         raise InputError(f'--layouts: expected some of {",".join(LAYOUTS)}, found {",".join(args.layouts)!r}')
-    args.e2e_modes = args.e2e_modes.split(',')
-    if not set(args.e2e_modes) <= {'eager', 'compiled'}:
-        raise InputError(f'--e2e-modes: expected some of eager,compiled, found {",".join(args.e2e_modes)!r}')
     args.date = datetime.date.today().isoformat()
     path = args.json or default_json(torch.device(args.device), args.date)
     if osp.exists(path) and not args.overwrite:
@@ -297,18 +292,10 @@ def main():
     parser.add_argument('--sizes', default='1x256x360x640,16x256x48x48',
                         help='feature sizes NxCxHxW, comma-separated (ghost ops: C/2 intrinsic channels); default: '
                              'EDSR-L x2 at 720p output, and a training batch')
-    parser.add_argument('--dtypes', default='float32,float16')
+    parser.add_argument('--dtypes', default='float32,float16,bfloat16')
     parser.add_argument('--layouts', default='nchw,channels_last', help='memory layouts of the ops\' inputs')
-    parser.add_argument('--runs', type=int, default=50, help='timed runs per figure (median)')
+    parser.add_argument('--runs', type=int, default=50, help='timed rounds per op (median)')
     parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument('--copy-mib', type=int, default=None, help='copy-bandwidth buffer (default 1024 GPU, 64 CPU)')
-    parser.add_argument('--e2e-size', default='360x640', help='end-to-end input HxW (default 640 x 360), or none')
-    parser.add_argument('--e2e-dtypes', default=None, help='end-to-end dtypes (default: --dtypes)')
-    parser.add_argument('--e2e-modes', default='eager,compiled', help='eager, and/or torch.compile\'d')
-    parser.add_argument('--compile-backend', default='inductor', help='torch.compile backend (default inductor)')
-    parser.add_argument('--num-feat', type=int, default=256)
-    parser.add_argument('--num-block', type=int, default=32)
-    parser.add_argument('--scale', type=positive_int, default=2)
     parser.add_argument('--json', default=None, help='output (default benchmarks/results/shift_<device>_<date>.json)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing JSON file')
     args = parser.parse_args()
@@ -319,16 +306,17 @@ def main():
     if device.type == 'cuda' and not extension.load():
         parser.exit(2, 'error: the CUDA kernels are unavailable (see the warning above): nothing to benchmark\n')
     torch.backends.cudnn.benchmark = True
-    measure = op_timer(device, args.runs, args.warmup)
+    measure = interleaved_timer(device, args.runs, args.warmup)
+    peak_gbs, peak_source = peak_bandwidth(device)
     # ops on a side stream, where CUDA graphs can be captured
     with torch.cuda.stream(torch.cuda.Stream(device)) if device.type == 'cuda' else contextlib.nullcontext():
-        copy_gbs = copy_bandwidth(device, args.copy_mib or (1024 if device.type == 'cuda' else 64), measure)
-        op_rows = benchmark_ops(args, device, measure, copy_gbs)
+        op_rows = benchmark_ops(args, device, measure, peak_gbs)
     result = {'device': cost.device_name(device), 'date': args.date, 'torch': torch.__version__,
               'cuda': torch.version.cuda, 'command': ' '.join([osp.basename(sys.executable), *sys.argv]),
-              'runs': args.runs, 'warmup': args.warmup, 'offset': OFFSET, 'copy_gb_per_s': copy_gbs, 'ops': op_rows,
-              'end_to_end': benchmark_end_to_end(args, device) if args.e2e_size else []}
-    print_tables(result)
+              'runs': args.runs, 'warmup': args.warmup, 'offset': OFFSET, 'peak_gb_per_s': peak_gbs,
+              'peak_source': peak_source, 'copy_gb_per_s': max(r['copy_gb_per_s'] for r in op_rows),
+              'ops': op_rows}
+    print_table(result)
     with atomic_path(path) as temporary, open(temporary, 'w') as f:
         json.dump(result, f, indent=1)
     print(f'\nwrote {path}')

@@ -8,9 +8,16 @@ Each kernel check runs on two backends:
   it. The build is cached (a few minutes once).
 - 'cuda': the compiled kernels on a GPU (torch.ops.ghostsr on CUDA tensors); skipped where
   none is visible.
-Then the memory traffic of each kernel, counted by the emulation, against the minimum. The
-tests at the end need a GPU: the public ops' CUDA path (gradcheck, opcheck, no host sync) and
-GhostEDSR equal to its reference path.
+On the GPU the checks call the public ops (torch.ops.ghostsr: arguments checked in Python, then
+the compiled kernels); the emulation calls the kernels' C++ entry points (their own checks).
+Then the memory traffic of each kernel, counted by the emulation, against what the design says
+(every output element written once; each input read once, or a bounded few times where shifted
+windows of neighbouring threads overlap, which the caches absorb). The tests at the end need a
+GPU: the public ops' CUDA path (gradcheck, opcheck, no host sync) and GhostEDSR equal to its
+reference path. Run the GPU tests so that a crash cannot hide the rest (pytest-xdist replaces a
+crashed worker and reports its test failed):
+  python -m pytest -n 2 -p no:cacheprovider -k '(cuda or gpu) and not emulat' \
+      tests/test_cuda_kernels.py tests/test_ops_library.py
 """
 import contextlib
 import itertools
@@ -26,11 +33,15 @@ from ghostsr_plugin.ops import extension, library, reference
 
 EMULATED_SOURCE = osp.join(osp.dirname(osp.abspath(__file__)), 'csrc', 'emulated_ghost_ops.cu')
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-LAYOUTS = ['nchw', 'channels_last', 'strided']
-CASES = [(1, (1, 1)), (3, (5, 7)), (1, (6, 4)), (3, (2, 9))]  # (N, (H, W)): 1 x 1, odd, even, thin
+# strided: every other column; unaligned: contiguous from one element past a 16-byte boundary
+LAYOUTS = ['nchw', 'channels_last', 'strided', 'unaligned', 'unaligned_channels_last']
+# (N, (H, W)): 1 x 1, odd, even, thin, and rows of whole 16-byte vectors and a tail in every dtype
+CASES = [(1, (1, 1)), (3, (5, 7)), (1, (6, 4)), (3, (2, 9)), (1, (3, 19))]
 OFFSETS = list(itertools.product(range(-2, 3), repeat=2)) + [(7, 0), (0, -9), (1000, -1000)]
-# (c_intrinsic, num_ghost, orientation groups): lambda 0.5, grouped, reused sources, one ghost, none
-GHOST_CONFIGS = [(4, 4, 1), (4, 2, 2), (2, 6, 3), (3, 1, 1), (3, 0, 1)]
+# (c_intrinsic, num_ghost, orientation groups): lambda 0.5, grouped, reused sources, one ghost, none,
+# and channel vectors of 16 bytes (float32: 4, half: 8 channels) within one group, or spanning two
+GHOST_CONFIGS = [(4, 4, 1), (4, 2, 2), (2, 6, 3), (3, 1, 1), (3, 0, 1), (8, 8, 2), (16, 16, 2)]
+DEFAULTS = (3, 2**31 - 1, 2048)  # the emulation's wave, items per launch and items per block
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 
 
@@ -42,8 +53,18 @@ def emulated():
         pytest.skip('nvcc not found: set CUDA_HOME to a CUDA toolkit to compile the kernels')
     extension.build('9.0', name='ghostsr_emulated_ops', sources=[EMULATED_SOURCE])
     ns = torch.ops.ghostsr_emulated
-    ns.configure(3, False)
+    ns.configure(*DEFAULTS)
     return ns
+
+
+@contextlib.contextmanager
+def configured(ns, wave=DEFAULTS[0], max_items=DEFAULTS[1], block_work=DEFAULTS[2]):
+    """The emulation with another grid, launch size or block size, within the block."""
+    ns.configure(wave, max_items, block_work)
+    try:
+        yield
+    finally:
+        ns.configure(*DEFAULTS)
 
 
 @pytest.fixture(scope='session')
@@ -63,15 +84,22 @@ def kernels(request):
 
 
 def laid_out(t, layout, device):
-    """``t`` on ``device`` as contiguous NCHW, channels_last, or strided (neither: every other column)."""
+    """``t`` on ``device`` as contiguous NCHW, channels_last, strided (neither: every other column),
+    or either layout starting one element past a 16-byte boundary."""
     t = t.to(device)
-    if layout == 'channels_last':
-        return t.contiguous(memory_format=torch.channels_last)
     if layout == 'strided':
         wide = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=device)
         wide[..., ::2] = t
         return wide[..., ::2]
-    return t.contiguous()
+    channels_last = layout.endswith('channels_last') and t.dim() == 4
+    t = t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
+    if layout.startswith('unaligned'):
+        storage = torch.empty(t.numel() + 16, dtype=t.dtype, device=device)
+        skip = next(i for i in range(1, 17) if (storage.data_ptr() + i * t.element_size()) % 16)
+        shifted = storage[skip:skip + t.numel()].as_strided(t.shape, t.stride())
+        shifted.copy_(t)
+        return shifted
+    return t
 
 
 def random(shape, dtype, layout, device, seed):
@@ -228,25 +256,63 @@ def test_backward_kernels_are_adjoint_to_forward(kernels):
 
 @pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
 @pytest.mark.parametrize('max_shift', [1, 4])
-@pytest.mark.parametrize('wave', [1, 7, 64])
-def test_emulated_train_backward_over_many_blocks(emulated, layout, max_shift, wave):
-    """Planes of 1,200 elements (several tiles) over 1 to 64 blocks: a group's selection sum
-    split over planes, row segments and blocks (and, max_shift 4, over two orientation passes)."""
+@pytest.mark.parametrize('wave,block_work', [(1, 2048), (7, 64), (64, 16)])
+def test_emulated_train_backward_over_many_blocks(emulated, layout, max_shift, wave, block_work):
+    """Planes of 1,200 elements over 1 to 64 blocks, in bands of rows (NCHW) or chunks of pixels
+    (NHWC) down to one row or a few pixels: a group's selection sum split over planes, bands,
+    blocks and block sums (and, max_shift 4, over nine passes of nine orientations)."""
     x1 = random((2, 8, 40, 30), torch.float32, layout, 'cpu', seed=11)
     grad = random((2, 16, 40, 30), torch.float32, layout, 'cpu', seed=12)
     k = (2 * max_shift + 1)**2
     selection = F.one_hot(torch.tensor([3, k - 2]), k).float()
-    emulated.configure(wave, False)
-    try:
+    with configured(emulated, wave=wave, block_work=block_work):
         grad_x1, got = emulated.ghost_features_train_backward(grad, x1, 8, selection, max_shift)
-        assert_same(emulated.ghost_features(x1, 8, reference.offset_table(max_shift)[[3, k - 2]]),
-                    reference.ghost_features_train_forward(x1, 8, selection, max_shift), x1)
-    finally:
-        emulated.configure(3, False)
     assert_same(grad_x1, reference.ghost_features_train_backward(grad, 8, selection, max_shift), grad)
     exact = reference.selection_grad(grad.double(), x1.double(), 2, max_shift)
     scale = (grad.double().abs().sum() * x1.double().abs().max()).item()
     assert_close_to_exact(got, exact, torch.float32, scale)
+
+
+@pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
+def test_emulated_kernels_split_what_one_launch_cannot_index(emulated, layout):
+    """Tensors of more items than one launch indexes (2^31 on a GPU; here a few) run as several
+    launches of whole images, with the same results."""
+    x1 = random((3, 8, 5, 12), torch.float16, layout, 'cpu', seed=17)
+    grad = random((3, 16, 5, 12), torch.float16, layout, 'cpu', seed=18)
+    offsets = group_offsets(2, (1, -1))
+    selection = F.one_hot(torch.tensor([1, 5]), 9).float()
+    with configured(emulated, max_items=7):
+        outs = [emulated.ghost_features(x1, 8, offsets), emulated.ghost_features_backward(grad, 8, offsets),
+                emulated.ghost_features_train(x1, 8, selection, 1)]
+        grad_x1, got = emulated.ghost_features_train_backward(grad, x1, 8, selection, 1)
+        assert emulated.launches() == 3  # (one image a launch)
+    assert_same(outs[0], reference.ghost_features(x1, 8, offsets), x1)
+    assert_same(outs[1], reference.ghost_features_backward(grad, 8, offsets), grad)
+    assert_same(outs[2], reference.ghost_features_train_forward(x1, 8, selection, 1), x1)
+    assert_same(grad_x1, reference.ghost_features_train_backward(grad, 8, selection, 1), grad)
+    exact = reference.selection_grad(grad.double(), x1.double(), 2, 1)
+    assert_close_to_exact(got, exact, torch.float32, (grad.double().abs().sum() * x1.double().abs().max()).item())
+
+
+@pytest.mark.parametrize('selection_dtype', [torch.float32, torch.float16, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16], ids=str)
+def test_learned_shift_selection_of_another_dtype(kernels, dtype, selection_dtype):
+    """A float32 selection with half inputs (autocast keeps the Gumbel selection float32), or any
+    other floating dtype: the same results as the reference with that selection."""
+    ns, device = kernels
+    for layout in ['nchw', 'channels_last']:
+        x1 = random((2, 16, 5, 18), dtype, layout, device, seed=19)
+        grad = random((2, 32, 5, 18), dtype, layout, device, seed=20)
+        for selection in one_hots(2, 9, 4, selection_dtype):
+            on_device = selection.to(device)
+            assert_same(ns.ghost_features_train(x1, 16, on_device, 1),
+                        reference.ghost_features_train_forward(x1.cpu(), 16, selection, 1), x1)
+            grad_x1, got = ns.ghost_features_train_backward(grad, x1, 16, on_device, 1)
+            assert_same(grad_x1, reference.ghost_features_train_backward(grad.cpu(), 16, selection, 1), grad)
+            assert got.dtype == torch.float32
+            exact = reference.selection_grad(grad.cpu().double(), x1.cpu().double(), 2, 1)
+            scale = (grad.cpu().double().abs().sum() * x1.cpu().double().abs().max()).item()
+            assert_close_to_exact(got, exact, torch.float32, scale)
 
 
 def test_empty_inputs(kernels):
@@ -262,17 +328,17 @@ def test_empty_inputs(kernels):
 
 
 def test_bad_inputs_are_refused(kernels):
+    """Emulated: the kernels' own checks (the second line); cuda: the public ops' Python checks.
+    Either way a ValueError naming the mistake, read from sizes, dtypes and devices alone."""
+    from tests.test_ops_library import bad_argument_cases
+
     ns, device = kernels
-    x1 = torch.randn(1, 4, 5, 5, device=device)
-    with pytest.raises(RuntimeError, match='cannot be split into 3 orientation groups'):
-        ns.ghost_features(x1, 4, torch.zeros(3, 2, dtype=torch.long, device=device))
-    with pytest.raises(RuntimeError, match=r'offsets must be \(G, 2\)'):
-        ns.ghost_features(x1, 4, torch.zeros(2, 3, dtype=torch.long, device=device))
-    with pytest.raises(RuntimeError, match='selection must be'):
-        ns.ghost_features_train(x1, 4, torch.zeros(1, 8, device=device), 1)
-    with pytest.raises(RuntimeError, match='ghosts need at least one intrinsic channel'):
-        ns.ghost_features(torch.randn(1, 0, 5, 5, device=device), 4, torch.zeros(1, 2, dtype=torch.long,
-                                                                                 device=device))
+    for _, call, pattern in bad_argument_cases(device):
+        with pytest.raises(ValueError, match=pattern):
+            call(ns)
+    if device.type == 'cuda':
+        with pytest.raises(ValueError, match='offsets must be on cuda'):
+            ns.ghost_features(torch.zeros(1, 4, 5, 5, device=device), 4, torch.zeros(1, 2, dtype=torch.long))
 
 
 # --- memory traffic, counted by the emulation ----------------------------------------------------
@@ -287,78 +353,97 @@ def per_element(counts, t):
 
 
 def traffic(ns, t):
-    """(loads, stores) of each element of ``t`` by the last op call, as (N, C, H, W)."""
+    """(loads, stores, 16-byte loads, 16-byte stores) of each element of ``t`` by the last op call,
+    as (N, C, H, W)."""
     return tuple(per_element(counts, t) for counts in ns.traffic(t))
 
 
-def uniform(ns, t):
-    """The distinct (load counts, store counts) over ``t``'s elements: ([1], [0]) = each read once."""
-    return tuple(c.unique().tolist() for c in ns.traffic(t))
-
-
-# (c_intrinsic, num_ghost, groups): lambda 0.5 (vector path in both layouts), 0.25 (three ghosts a
-# source; scalar path channels_last), one ghost of three sources
+# (c_intrinsic, num_ghost, groups): lambda 0.5 (16-byte vectors in both layouts and dtypes), 0.25
+# (three ghosts a source: per-element channels_last), one ghost of three sources
 TRAFFIC_CONFIGS = [(8, 8, 2), (2, 6, 3), (3, 1, 1)]
 
 
-@pytest.mark.parametrize('wide', [False, True], ids=['32-bit', '64-bit'])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
 @pytest.mark.parametrize('c_intrinsic,num_ghost,groups', TRAFFIC_CONFIGS)
-def test_emulated_kernels_move_each_element_once(emulated, layout, dtype, c_intrinsic, num_ghost, groups, wide):
-    """One launch per op; forward: each x1 element read once, each output element written once;
-    backward: each upstream gradient element read at most once (never the ghosts' border, whose
-    gradient reaches no source), each grad_x1 element written once; training backward (NCHW):
-    grad and x1 each read exactly once, grad_x1 written once. Also on the 64-bit index path, forced on small sizes."""
-    x1 = random((2, c_intrinsic, 9, 16), dtype, layout, 'cpu', seed=13)  # planes of 144: several vectors
+def test_emulated_kernels_move_each_element_as_designed(emulated, layout, dtype, c_intrinsic, num_ghost, groups):
+    """One launch per op (the training backward: one, or two with several ghosts a source); every
+    output element written exactly once. Reads: what a thread reads for itself, once (x1 in the
+    forward, the copy's gradient in the backwards, x1 in the training backward); a ghost's input,
+    gathered at the shifted place, at most twice per ghost (NCHW: the two 16-byte loads around a
+    window that neighbouring threads share; NHWC: a whole pixel, once), never a ghost gradient the
+    shift leaves out; in the training backward, each ghost gradient at most twice per orientation
+    and once more for grad_x1 (the caches absorb these: device memory sees each about once)."""
+    x1 = random((2, c_intrinsic, 9, 16), dtype, layout, 'cpu', seed=13)  # rows of several vectors
     grad = random((2, c_intrinsic + num_ghost, 9, 16), dtype, layout, 'cpu', seed=14)
     offsets = group_offsets(groups, (1, -2))
-    selection = F.one_hot(torch.arange(groups) * 5 % 25, 25).to(reference.opmath_dtype(dtype))
-    emulated.configure(3, wide)
-    try:
-        out = emulated.ghost_features(x1, num_ghost, offsets)
-        assert emulated.launches() == 1
-        assert uniform(emulated, x1) == ([1], [0]) and uniform(emulated, out) == ([0], [1])
-        assert_same(out, reference.ghost_features(x1, num_ghost, offsets), x1)
+    selection = F.one_hot(torch.arange(groups) * 5 % 9, 9).to(reference.opmath_dtype(dtype))
+    per_source = torch.tensor([len(range(c, num_ghost, c_intrinsic)) for c in range(c_intrinsic)]).view(1, -1, 1, 1)
+    gather = 1 if layout == 'channels_last' else 2
 
-        out = emulated.ghost_features_train(x1, num_ghost, selection, 2)
-        assert uniform(emulated, x1) == ([1], [0]) and uniform(emulated, out) == ([0], [1])
-        assert_same(out, reference.ghost_features_train_forward(x1, num_ghost, selection, 2), x1)
+    out = emulated.ghost_features(x1, num_ghost, offsets)
+    assert emulated.launches() == 1
+    loads, *_ = traffic(emulated, x1)
+    assert loads.ge(1).all() and loads.le(1 + gather * per_source).all()
+    assert traffic(emulated, out)[1].eq(1).all() and traffic(emulated, out)[0].eq(0).all()
+    assert_same(out, reference.ghost_features(x1, num_ghost, offsets), x1)
 
-        grad_x1 = emulated.ghost_features_backward(grad, num_ghost, offsets)
-        loads, stores = traffic(emulated, grad)
-        assert emulated.launches() == 1 and stores.eq(0).all() and loads.le(1).all()
-        assert loads[:, :c_intrinsic].eq(1).all()  # (the ghosts' interior is read, the border is not)
-        assert uniform(emulated, grad_x1) == ([0], [1])
+    out = emulated.ghost_features_train(x1, num_ghost, selection, 1)
+    loads, *_ = traffic(emulated, x1)
+    assert loads.ge(1).all() and loads.le(1 + gather * per_source).all() and traffic(emulated, out)[1].eq(1).all()
+    assert_same(out, reference.ghost_features_train_forward(x1, num_ghost, selection, 1), x1)
 
-        grad_x1, _ = emulated.ghost_features_train_backward(grad, x1, num_ghost, selection, 2)
-        assert emulated.launches() == 1
-        if layout == 'nchw':  # (channels_last tensors are converted to NCHW around this kernel)
-            assert uniform(emulated, grad) == ([1], [0]) and uniform(emulated, x1) == ([1], [0])
-            assert uniform(emulated, grad_x1) == ([0], [1])
-    finally:
-        emulated.configure(3, False)
+    grad_x1 = emulated.ghost_features_backward(grad, num_ghost, offsets)
+    loads, stores, *_ = traffic(emulated, grad)
+    assert emulated.launches() == 1 and stores.eq(0).all()
+    assert loads[:, :c_intrinsic].eq(1).all() and loads[:, c_intrinsic:].le(gather).all()
+    if layout == 'channels_last':  # (NCHW: the 16-byte loads around a window may cover a few of them)
+        left_out = reference.ghost_features(torch.ones(x1.shape), num_ghost, offsets)[:, c_intrinsic:] == 0
+        assert loads[:, c_intrinsic:][left_out].eq(0).all()
+    assert traffic(emulated, grad_x1)[1].eq(1).all()
+
+    grad_x1, _ = emulated.ghost_features_train_backward(grad, x1, num_ghost, selection, 1)
+    assert emulated.launches() == (1 if num_ghost <= c_intrinsic else 2)
+    loads, stores, *_ = traffic(emulated, grad)
+    assert stores.eq(0).all() and loads[:, :c_intrinsic].eq(1).all()
+    assert loads[:, c_intrinsic:].le(9 * gather + 2).all()
+    assert traffic(emulated, x1)[0].eq(per_source).all()  # (once per ghost made from it)
+    assert traffic(emulated, grad_x1)[1].eq(1).all()
+    if num_ghost <= c_intrinsic or dtype == torch.float32:
+        assert_same(grad_x1, reference.ghost_features_train_backward(grad, num_ghost, selection, 1), grad)
+    else:  # (several ghosts a source: the kernel rounds their sum once, the reference each add)
+        exact = reference.ghost_features_train_backward(grad.double(), num_ghost, selection.double(), 1)
+        assert_close_to_exact(grad_x1, exact, dtype, grad.abs().max().item() * 4)
 
 
-@pytest.mark.parametrize('wave', [16, 64])
-def test_emulated_train_backward_splits_planes_into_row_segments(emulated, wave):
-    """Few planes, many blocks: each plane's rows are split over blocks, each reading max_shift
-    rows beside its segment once more; the result is the same."""
-    x1 = random((1, 2, 40, 16), torch.float32, 'nchw', 'cpu', seed=15)
-    grad = random((1, 4, 40, 16), torch.float32, 'nchw', 'cpu', seed=16)
-    selection = F.one_hot(torch.tensor([2, 6]), 9).float()
-    emulated.configure(wave, False)
-    try:
-        grad_x1, got = emulated.ghost_features_train_backward(grad, x1, 2, selection, 1)
-        loads, _ = traffic(emulated, x1)
-    finally:
-        emulated.configure(3, False)
-    segments = min(wave // 2, 40)
-    rows = loads[0, 0].amax(1)
-    assert rows.le(2).all() and rows.eq(2).sum() <= 2 * (segments - 1)
-    assert_same(grad_x1, reference.ghost_features_train_backward(grad, 2, selection, 1), grad)
-    exact = reference.selection_grad(grad.double(), x1.double(), 2, 1)
-    assert_close_to_exact(got, exact, torch.float32, (grad.abs().sum() * x1.abs().max()).item())
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize('layout', ['nchw', 'channels_last'])
+def test_emulated_kernels_move_16_bytes_at_a_time(emulated, layout, dtype):
+    """Aligned tensors whose rows (NCHW) or channels (NHWC) are whole 16-byte vectors: every output
+    element is written by a 16-byte store, in every dtype; nearly every element read comes in a
+    16-byte load (the rest: the columns a shifted NCHW window takes beyond an image edge, and the
+    two neighbouring columns of the training backward's rows)."""
+    x1 = random((2, 16, 6, 32), dtype, layout, 'cpu', seed=21)
+    grad = random((2, 32, 6, 32), dtype, layout, 'cpu', seed=22)
+    offsets = torch.tensor([[1, -1], [0, 2]])
+    selection = F.one_hot(torch.tensor([2, 7]), 9).float()
+
+    def vector_share(t):
+        loads, _, vector_loads, _ = traffic(emulated, t)
+        return vector_loads.sum().item() / loads.sum().item()
+
+    def all_vector_stores(t):
+        _, stores, _, vector_stores = traffic(emulated, t)
+        return stores.eq(1).all() and vector_stores.eq(1).all()
+
+    for run, source in ((lambda: emulated.ghost_features(x1, 16, offsets), x1),
+                        (lambda: emulated.ghost_features_train(x1, 16, selection, 1), x1),
+                        (lambda: emulated.ghost_features_backward(grad, 16, offsets), grad),
+                        (lambda: emulated.shift(x1, [1, 1]), x1)):
+        out = run()  # (the counts are the last call's)
+        assert all_vector_stores(out) and vector_share(source) >= 0.75
+    grad_x1, _ = emulated.ghost_features_train_backward(grad, x1, 16, selection, 1)
+    assert all_vector_stores(grad_x1) and vector_share(grad) >= 0.75 and vector_share(x1) == 1
 
 
 # --- the public ops on a GPU --------------------------------------------------------------------

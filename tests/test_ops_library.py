@@ -1,5 +1,6 @@
 """The registered ops (torch.ops.ghostsr.*): opcheck, torch.compile / torch.export, FLOPs, fallback."""
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -54,6 +55,78 @@ def test_ghost_features_is_twice_differentiable():
     x1 = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     offsets = torch.tensor([[1, -1], [0, 1], [-1, 0]])
     assert torch.autograd.gradgradcheck(lambda t: ops.ghost_features(t, 3, offsets), (x1,))
+
+
+def bad_argument_cases(device):
+    """(name, call on the ops of namespace ``ns``, message pattern): each a ValueError before any kernel."""
+    def t(*shape, dtype=torch.float32):
+        return torch.zeros(shape, dtype=dtype, device=device)
+
+    x1, offsets, long = t(1, 4, 5, 5), t(1, 2, dtype=torch.long), torch.long
+    huge = torch.zeros((), device=device).expand(2**16, 2**15 + 1)  # (no memory: every stride is 0)
+    return [
+        ('groups', lambda ns: ns.ghost_features(x1, 4, t(3, 2, dtype=long)),
+         '4 ghost channels cannot be split into 3 orientation groups'),
+        ('offsets shape', lambda ns: ns.ghost_features(x1, 4, t(2, 3, dtype=long)), r'offsets must be \(G, 2\)'),
+        ('offsets dtype', lambda ns: ns.ghost_features(x1, 4, t(1, 2)), 'offsets must be integer'),
+        ('x1 dtype', lambda ns: ns.ghost_features(t(1, 4, 5, 5, dtype=long), 4, offsets),
+         'x1 must be a floating-point tensor'),
+        ('x1 shape', lambda ns: ns.ghost_features(t(4, 5, 5), 4, offsets), r'x1 must be \(N, C, H, W\)'),
+        ('no intrinsic channel', lambda ns: ns.ghost_features(t(1, 0, 5, 5), 4, offsets),
+         'ghosts need at least one intrinsic channel'),
+        ('negative num_ghost', lambda ns: ns.ghost_features(x1, -2, offsets), 'num_ghost must be >= 0'),
+        ('too many groups', lambda ns: ns.ghost_features(x1, 4096, t(4096, 2, dtype=long)),
+         'at most 2048 orientation groups'),
+        ('selection shape', lambda ns: ns.ghost_features_train(x1, 4, t(1, 8), 1), 'selection must be'),
+        ('selection dtype', lambda ns: ns.ghost_features_train(x1, 4, t(1, 9, dtype=long), 1),
+         'selection must be floating point'),
+        ('max_shift', lambda ns: ns.ghost_features_train(x1, 4, t(1, 1), -1), r'max_shift must be in \[0, 1000\]'),
+        ('grad_out shape', lambda ns: ns.ghost_features_backward(t(1, 3, 5, 5), 4, offsets),
+         r'grad_out must be \(N, C \+ num_ghost, H, W\)'),
+        ('grad_out against x1', lambda ns: ns.ghost_features_train_backward(t(1, 8, 5, 6), x1, 4, t(1, 9), 1),
+         r'grad_out must be \(N, C \+ num_ghost, H, W\) for x1'),
+        ('grad_out dtype', lambda ns: ns.ghost_features_train_backward(t(1, 8, 5, 5, dtype=torch.float64), x1, 4,
+                                                                       t(1, 9), 1), 'but x1 is'),
+        ('shift dims', lambda ns: ns.shift(t(5), [1, 1]), r'x must be \(\.\.\., H, W\)'),
+        ('shift offset', lambda ns: ns.shift(t(5, 5), [1]), r'offset must be \(dy, dx\)'),
+        ('image too large', lambda ns: ns.shift(huge, [1, 1]), 'is more than these kernels index'),
+    ]
+
+
+@pytest.mark.parametrize('device', ['cpu', 'meta'])
+@pytest.mark.parametrize('index', range(len(bad_argument_cases('cpu'))))
+def test_bad_arguments_are_refused_before_any_kernel(device, index):
+    """The public ops check sizes, dtypes and devices first, in Python: on the CPU (the reference)
+    and the meta device (the fake kernels: torch.compile, torch.export) as on CUDA."""
+    _, call, pattern = bad_argument_cases(device)[index]
+    with pytest.raises(ValueError, match=pattern):
+        call(torch.ops.ghostsr)
+
+
+def test_cuda_kernels_check_before_they_load_or_call_compiled_code(monkeypatch):
+    """The ops' CUDA kernels (run here on CPU tensors): a bad argument never loads or reaches the
+    compiled kernels; a good one goes to them when they load, else to the reference."""
+    calls = []
+    monkeypatch.setattr(library, 'compiled', lambda name: lambda *args: calls.append(name) or 'compiled')
+    monkeypatch.setattr(extension, 'load', lambda: pytest.fail('loaded before the arguments were checked'))
+    kernel = library.cuda_kernel('ghost_features')
+    x1, offsets = torch.randn(1, 4, 5, 5), torch.zeros(3, 2, dtype=torch.long)
+    for _, call, pattern in bad_argument_cases('cpu'):
+        with pytest.raises(ValueError, match=pattern):
+            call(SimpleNamespace(**{name: library.cuda_kernel(name) for name in library.SCHEMAS}))
+    assert calls == []
+    monkeypatch.setattr(extension, 'load', lambda: True)
+    assert kernel(x1, 3, offsets) == 'compiled' and calls == ['ghost_features']
+    monkeypatch.setattr(extension, 'load', lambda: False)
+    torch.testing.assert_close(kernel(x1, 3, offsets), reference.ghost_features(x1, 3, offsets))
+
+
+def test_arguments_on_two_devices_are_refused():
+    x1 = torch.zeros(1, 4, 5, 5)
+    with pytest.raises(ValueError, match='offsets must be on cpu, got meta'):
+        torch.ops.ghostsr.ghost_features(x1, 4, torch.zeros(1, 2, dtype=torch.long, device='meta'))
+    with pytest.raises(ValueError, match='selection must be on cpu, got meta'):
+        torch.ops.ghostsr.ghost_features_train(x1, 4, torch.zeros(1, 9, device='meta'), 1)
 
 
 def test_public_functions_refuse_bad_groups():
@@ -130,15 +203,15 @@ def test_flops_of_a_model_on_the_meta_device():
     assert body_conv == 2 * 256 * 128 * 9 * 36 * 64 and 0 < rest < total
 
 
-def test_each_op_has_one_schema_in_one_namespace():
-    """The CPU kernel and the fallback are the reference registered with the schema; the compiled
-    CUDA kernels register against the same ops; no other namespace holds them."""
-    names = torch._C._dispatch_get_all_op_names()
-    assert not [name for name in names if name.startswith('ghostsr_cuda::')]
+def test_each_op_has_one_schema_and_checked_kernels():
+    """Every op: the checked reference for the CPU, a checked CUDA kernel; the compiled kernels have
+    the same schemas in ghostsr_kernels, which only those CUDA kernels call."""
     for name, schema in library.SCHEMAS.items():
         assert str(getattr(torch.ops.ghostsr, name).default._schema) == f'ghostsr::{name}{schema}'
+        assert str(getattr(torch.ops.ghostsr_kernels, name).default._schema) == f'ghostsr_kernels::{name}{schema}'
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f'ghostsr::{name}', 'CompositeExplicitAutograd')
-    assert set(library.SCHEMAS) == set(library.REFERENCE_KERNELS) == set(extension.OPS)
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f'ghostsr::{name}', 'CUDA')
+    assert set(library.SCHEMAS) == set(library.REFERENCE_KERNELS) == set(library.CHECKS) == set(extension.OPS)
 
 
 # --- the loader (extension.py), with torch.cuda and the build mocked ------------------------------

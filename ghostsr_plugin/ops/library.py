@@ -1,35 +1,179 @@
 """The ghost-feature ops: one schema each, ``torch.ops.ghostsr.*``, and every kernel of it.
 
 Each op is defined once here (``torch.library.custom_op``), the way torchvision.ops does it:
-the pure-PyTorch reference (:mod:`.reference`) is its default kernel (CPU, and CUDA until the
-compiled kernels are loaded); ``csrc/ghost_ops.cu`` registers the fused CUDA kernels against
-the same schema (``TORCH_LIBRARY_IMPL(ghostsr, CUDA)``) when :mod:`.extension` loads it, on the
-first CUDA call. Fake kernels let ``torch.compile`` and ``torch.export`` trace through the ops,
-``register_autograd`` gives their gradients, and ``torch.utils.flop_counter`` counts them as
-zero FLOPs: a shift moves data, it computes nothing. On CUDA no op reads a tensor back to the
-host, so the Ghost layer never syncs. To run the reference on CUDA (comparisons, benchmarks),
-call the functions of :mod:`.reference` themselves.
+the pure-PyTorch reference (:mod:`.reference`) is its kernel on the CPU (and any device but
+CUDA); its CUDA kernel runs the compiled kernels of ``csrc/ghost_ops.cu``, which
+:mod:`.extension` loads on the first CUDA call (the reference where they are unavailable). The
+compiled kernels register under the same schemas in the namespace ``ghostsr_kernels``, which only
+the CUDA kernels here call: every op's arguments are checked here first, in Python, from their
+sizes, dtypes and devices alone, so a bad argument is a one-line ``ValueError`` on every device
+and never reaches compiled code (whose own checks stay as a second line). Fake kernels let
+``torch.compile`` and ``torch.export`` trace through the ops, ``register_autograd`` gives their
+gradients, and ``torch.utils.flop_counter`` counts them as zero FLOPs: a shift moves data, it
+computes nothing. On CUDA no op reads a tensor back to the host, so the Ghost layer never syncs.
+To run the reference on CUDA (comparisons, benchmarks), call the functions of :mod:`.reference`.
 """
 import torch
 
 from . import extension, reference
 
+MAX_GROUPS = 2048  # orientation groups per op (the kernels keep their offsets in shared memory)
+MAX_SHIFT = 1000
+MAX_IMAGE = 2**31 - 1  # elements of one image the kernels index (and sides up to 2^29)
+MAX_SIDE = 2**29
 
-def _define(name, fake_fn):
-    """``ghostsr::name``: its schema, its reference as default kernel, and ``fake_fn`` as its fake one."""
+
+def compiled(name):
+    """The compiled CUDA kernel of op ``name`` (``torch.ops.ghostsr_kernels.name``)."""
+    return getattr(torch.ops.ghostsr_kernels, name)
+
+
+def checked(name, kernel):
+    """``kernel`` after op ``name``'s argument checks."""
+    check = CHECKS[name]
+
+    def checked_kernel(*args):
+        check(*args)
+        return kernel(*args)
+
+    return checked_kernel
+
+
+def cuda_kernel(name):
+    """Op ``name``'s CUDA kernel: its checks, then the compiled kernel (loaded on the first call)
+    or, where it cannot be (one warning said why), the reference."""
     reference_fn = REFERENCE_KERNELS[name]
 
-    def default_kernel(*args, **kwargs):
-        # Reached on CUDA only while no compiled kernel is registered: the first call loads them
-        # (after which CUDA calls go straight to them), or they are unavailable.
-        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        if any(t.is_cuda for t in tensors) and extension.load():
-            return op._opoverload(*args, **kwargs)
-        return reference_fn(*args, **kwargs)
+    def run(*args):
+        return compiled(name)(*args) if extension.load() else reference_fn(*args)
 
-    op = torch.library.custom_op(f'ghostsr::{name}', default_kernel, mutates_args=(), schema=SCHEMAS[name])
-    op.register_fake(fake_fn)
+    return checked(name, run)
+
+
+def _define(name, fake_fn):
+    """``ghostsr::name``: its schema, the checked reference and CUDA kernels, the checked fake kernel."""
+    op = torch.library.custom_op(f'ghostsr::{name}', checked(name, REFERENCE_KERNELS[name]), mutates_args=(),
+                                 schema=SCHEMAS[name])
+    op.register_kernel('cuda', cuda_kernel(name))
+    op.register_fake(checked(name, fake_fn))
     return op
+
+
+# --- argument checks: sizes, dtypes and devices only (nothing is read from a tensor) -----------------
+
+
+def _fail(op, message):
+    raise ValueError(f'ghostsr::{op}: {message}')
+
+
+def _check_floating(op, what, t):
+    if not t.is_floating_point():
+        _fail(op, f'{what} must be a floating-point tensor, got {t.dtype}')
+
+
+def _check_same_device(op, what, t, like):
+    if t.device != like.device:
+        _fail(op, f'{what} must be on {like.device}, got {t.device}')
+
+
+def _check_extent(op, channels, height, width):
+    if not all(isinstance(v, int) for v in (channels, height, width)):
+        return  # (symbolic sizes while tracing: checked when the op runs)
+    if height > MAX_SIDE or width > MAX_SIDE or channels * height * width > MAX_IMAGE:
+        _fail(op, f'an image of {channels} x {height} x {width} is more than these kernels index (2^31 - 1 '
+                  'elements, sides up to 2^29); split it into tiles')
+
+
+def _check_4d(op, what, t):
+    _check_floating(op, what, t)
+    if t.dim() != 4:
+        _fail(op, f'{what} must be (N, C, H, W), got shape {tuple(t.shape)}')
+
+
+def _check_groups(op, src_channels, num_ghost, groups, height, width):
+    if num_ghost < 0:
+        _fail(op, f'num_ghost must be >= 0, got {num_ghost}')
+    if groups < 1 or num_ghost % groups:
+        _fail(op, f'{num_ghost} ghost channels cannot be split into {groups} orientation groups')
+    if groups > MAX_GROUPS:
+        _fail(op, f'at most {MAX_GROUPS} orientation groups, got {groups}')
+    if num_ghost and src_channels < 1:
+        _fail(op, 'ghosts need at least one intrinsic channel')
+    _check_extent(op, src_channels + num_ghost, height, width)
+
+
+def _check_offsets(op, offsets, like):
+    """The number of orientation groups of ``offsets``, a (G, 2) integer tensor on ``like``'s device."""
+    _check_same_device(op, 'offsets', offsets, like)
+    if offsets.dim() != 2 or offsets.shape[1] != 2 or offsets.shape[0] < 1:
+        _fail(op, f'offsets must be (G, 2) integer (dy, dx) pairs, got shape {tuple(offsets.shape)}')
+    if offsets.is_floating_point() or offsets.is_complex() or offsets.dtype == torch.bool:
+        _fail(op, f'offsets must be integer, got {offsets.dtype}')
+    return offsets.shape[0]
+
+
+def _check_selection(op, selection, max_shift, like):
+    """The number of orientation groups of ``selection``, (G, (2 max_shift + 1)^2) floating point."""
+    if not 0 <= max_shift <= MAX_SHIFT:
+        _fail(op, f'max_shift must be in [0, {MAX_SHIFT}], got {max_shift}')
+    _check_same_device(op, 'selection', selection, like)
+    k = (2 * max_shift + 1)**2
+    if selection.dim() != 2 or selection.shape[0] < 1 or selection.shape[1] != k:
+        _fail(op, f'selection must be (G, {k}) for max_shift={max_shift}, got shape {tuple(selection.shape)}')
+    if not selection.is_floating_point():
+        _fail(op, f'selection must be floating point, got {selection.dtype}')
+    return selection.shape[0]
+
+
+def _check_shift(x, offset):
+    _check_floating('shift', 'x', x)
+    if x.dim() < 2:
+        _fail('shift', f'x must be (..., H, W), got {x.dim()} dimensions')
+    if len(offset) != 2:
+        _fail('shift', f'offset must be (dy, dx), got {len(offset)} values')
+    channels = x.shape[1] if reference.memory_format(x) == torch.channels_last else 1
+    _check_extent('shift', channels, x.shape[-2], x.shape[-1])
+
+
+def _check_ghost_features(x1, num_ghost, offsets):
+    _check_4d('ghost_features', 'x1', x1)
+    groups = _check_offsets('ghost_features', offsets, x1)
+    _check_groups('ghost_features', x1.shape[1], num_ghost, groups, *x1.shape[2:])
+
+
+def _check_ghost_grad(op, grad_out, num_ghost):
+    _check_floating(op, 'grad_out', grad_out)
+    if grad_out.dim() != 4 or num_ghost < 0 or grad_out.shape[1] < num_ghost:
+        _fail(op, f'grad_out must be (N, C + num_ghost, H, W), got shape {tuple(grad_out.shape)} with '
+                  f'num_ghost = {num_ghost}')
+
+
+def _check_ghost_features_backward(grad_out, num_ghost, offsets):
+    op = 'ghost_features_backward'
+    _check_ghost_grad(op, grad_out, num_ghost)
+    groups = _check_offsets(op, offsets, grad_out)
+    _check_groups(op, grad_out.shape[1] - num_ghost, num_ghost, groups, *grad_out.shape[2:])
+
+
+def _check_ghost_features_train(x1, num_ghost, selection, max_shift):
+    _check_4d('ghost_features_train', 'x1', x1)
+    groups = _check_selection('ghost_features_train', selection, max_shift, x1)
+    _check_groups('ghost_features_train', x1.shape[1], num_ghost, groups, *x1.shape[2:])
+
+
+def _check_ghost_features_train_backward(grad_out, x1, num_ghost, selection, max_shift):
+    op = 'ghost_features_train_backward'
+    _check_ghost_grad(op, grad_out, num_ghost)
+    _check_4d(op, 'x1', x1)
+    _check_same_device(op, 'grad_out', grad_out, x1)
+    n, c, h, w = x1.shape
+    if tuple(grad_out.shape) != (n, c + num_ghost, h, w):
+        _fail(op, f'grad_out must be (N, C + num_ghost, H, W) for x1 (N, C, H, W), got {tuple(grad_out.shape)} '
+                  f'and {tuple(x1.shape)} with num_ghost = {num_ghost}')
+    if grad_out.dtype != x1.dtype:
+        _fail(op, f'grad_out is {grad_out.dtype} but x1 is {x1.dtype}')
+    groups = _check_selection(op, selection, max_shift, x1)
+    _check_groups(op, c, num_ghost, groups, h, w)
 
 
 def _empty_like(t, channels):
@@ -51,6 +195,13 @@ REFERENCE_KERNELS = {
     'ghost_features_train': reference.ghost_features_train_forward,
     'ghost_features_train_backward': _train_backward_reference,
 }
+CHECKS = {
+    'shift': _check_shift,
+    'ghost_features': _check_ghost_features,
+    'ghost_features_backward': _check_ghost_features_backward,
+    'ghost_features_train': _check_ghost_features_train,
+    'ghost_features_train_backward': _check_ghost_features_train_backward,
+}
 SCHEMAS = {
     'shift': '(Tensor x, int[] offset) -> Tensor',
     'ghost_features': '(Tensor x1, int num_ghost, Tensor offsets) -> Tensor',
@@ -60,6 +211,10 @@ SCHEMAS = {
     'ghost_features_train_backward':
         '(Tensor grad_out, Tensor x1, int num_ghost, Tensor selection, int max_shift) -> (Tensor, Tensor)',
 }
+# the compiled kernels' schemas: the same, in their own namespace (csrc/ghost_ops.cu implements them)
+_COMPILED = torch.library.Library('ghostsr_kernels', 'DEF')  # (kept alive: it owns the definitions)
+for _name, _schema in SCHEMAS.items():
+    _COMPILED.define(f'{_name}{_schema}')
 _shift = _define(
     'shift',
     lambda x, offset: torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=reference.memory_format(x)))
@@ -114,11 +269,6 @@ def _train_backward(ctx, grad):
 _ghost_features_train.register_autograd(_train_backward, setup_context=_save_train_args)
 
 
-def _check_groups(num_ghost, groups, what):
-    if groups < 1 or num_ghost % groups:
-        raise ValueError(f'{what}: {num_ghost} ghost channels cannot be split into {groups} orientation groups')
-
-
 def shift(x, offset):
     """Shift ``x`` (..., H, W) by the integer pair ``offset = (dy, dx)`` with zero fill.
 
@@ -136,7 +286,6 @@ def ghost_features(x1, num_ghost, offsets):
     groups, each shifted by its own offset.
     """
     offsets = torch.as_tensor(offsets, device=x1.device).reshape(-1, 2).long()
-    _check_groups(num_ghost, offsets.shape[0], 'ghost_features')
     return _ghost_features(x1, num_ghost, offsets)
 
 
@@ -150,8 +299,4 @@ def ghost_features_train(x1, num_ghost, selection, max_shift):
     With ``selection`` a one-hot for offset ``k`` this equals
     ``ghost_features(x1, num_ghost, offset_table(max_shift)[k])``.
     """
-    if selection.dim() != 2 or selection.shape[1] != (2 * max_shift + 1)**2:
-        raise ValueError(f'ghost_features_train: selection must be (G, {(2 * max_shift + 1)**2}) for '
-                         f'max_shift={max_shift}, got shape {tuple(selection.shape)}')
-    _check_groups(num_ghost, selection.shape[0], 'ghost_features_train')
     return _ghost_features_train(x1, num_ghost, selection, max_shift)
