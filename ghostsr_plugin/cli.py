@@ -86,6 +86,9 @@ def basicsr_main(argv=None):
 
 def _run_basicsr(args, argv):
     load_plugins()
+    from ghostsr_plugin.ops.extension import check_mode
+
+    check_mode()
     from ghostsr_plugin.option_check import check_options
 
     check_options(args.opt, is_train=args.command == 'train', force_yml=args.force_yml)
@@ -110,6 +113,9 @@ def ghostsr_main(argv=None):
     """Entry point of the ``ghostsr`` command."""
     with _as_command():
         load_plugins()
+        from ghostsr_plugin.ops.extension import check_mode
+
+        check_mode()
         parser = _Parser(prog='ghostsr', description='GhostSR tools for BasicSR models.')
         commands = parser.add_subparsers(dest='command', required=True, metavar='command', parser_class=_Parser)
         for name, module_name in GHOSTSR_COMMANDS.items():

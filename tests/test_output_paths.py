@@ -203,6 +203,14 @@ def test_ctrl_c_is_one_line_and_status_130(model_files, tmp_path, capsys, monkey
     assert not list(tmp_path.glob('*.onnx')) and not list(tmp_path.glob('.tmp-*'))
 
 
+def test_ghostsr_cuda_values(monkeypatch, capsys):
+    monkeypatch.setenv('GHOSTSR_CUDA', 'banana')
+    fails(capsys, ['doctor'], 'GHOSTSR_CUDA=banana: expected 0', 'or 1')
+    if not torch.cuda.is_available():
+        monkeypatch.setenv('GHOSTSR_CUDA', '1')
+        fails(capsys, ['doctor'], 'GHOSTSR_CUDA=1 asks for the CUDA kernels, but no CUDA GPU is visible')
+
+
 # --- 4: smaller ----------------------------------------------------------------------------------
 
 

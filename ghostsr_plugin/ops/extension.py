@@ -49,6 +49,23 @@ def load():
     return status()[0]
 
 
+MODES = ('', '0', '1')  # GHOSTSR_CUDA: unset, the reference, the compiled kernels or an error
+
+
+def check_mode():
+    """Fail, naming it, on a ``GHOSTSR_CUDA`` that means nothing, or asks for kernels no GPU here can run."""
+    from ghostsr_plugin.errors import InputError
+
+    mode = os.environ.get('GHOSTSR_CUDA', '')
+    if mode not in MODES:
+        raise InputError(f"GHOSTSR_CUDA={mode}: expected 0 (the PyTorch reference) or 1 (the CUDA kernels, "
+                         "a failure is an error), or unset")
+    if mode == '1' and not torch.cuda.is_available():
+        raise InputError('GHOSTSR_CUDA=1 asks for the CUDA kernels, but no CUDA GPU is visible here; unset it '
+                         'to run the PyTorch reference')
+    return mode
+
+
 @functools.cache
 def status():
     """``(active, why)``: whether the ops run the compiled kernels on CUDA, and the reason."""
