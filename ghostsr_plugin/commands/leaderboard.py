@@ -206,7 +206,7 @@ def training_table(results):
         t = _training(r)
         speeds = ['–' if t.get(k) is None else f'{t[k]:.1f}'
                   for k in ('iterations_per_second', 'steady_iterations_per_second')]
-        lines.append(f"| {r['name']} | x{r['scale']} | {t['device']} | {t['last_iter']:,} | {t['seconds']:.0f} | "
+        lines.append(f"| {r['name']} | x{r['scale']} | {t['device']} | {t['last_iter'] or 0:,} | {t['seconds']:.0f} | "
                      + ' | '.join(speeds) + f" | {t['data_wait_fraction']:.1%} | {t['amp'] or 'off'} | "
                      f"{'on' if t['channels_last'] else 'off'} | {'off' if t['compile'] is None else 'on'} | "
                      f"{'yes' if t['stopped_at_budget'] else 'no'} |")
