@@ -74,11 +74,11 @@ class TrainingClock:
 
     def steady_rate(self):
         """Iterations per second over the run's second half (compiling and warming up are in the first), or None."""
-        if len(self.marks) < 2:
+        if not self.marks:
             return None
-        end_iter, end = self.marks[-1]
-        mid_iter, mid = next(m for m in self.marks if m[1] >= end / 2)
-        return (end_iter - mid_iter) / (end - mid) if end > mid else None
+        end = self.elapsed()
+        mid_iter, mid = next(m for m in self.marks if m[1] >= end / 2 or m is self.marks[-1])
+        return (self.last_iter - mid_iter) / (end - mid) if end > mid else None
 
     def summary(self):
         """The run's speed as a dict (JSON-ready)."""
