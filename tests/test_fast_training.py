@@ -143,3 +143,19 @@ def test_fast_options_are_checked(tmp_path, tiny_options, train, model_type, mes
         opt['network_g'] = PLAIN_EDSR
     with pytest.raises(OptionError, match=re.escape(message)):
         check_options(write_options(tmp_path / 'x.yml', opt), is_train=True)
+
+
+def test_an_inductor_compiled_step_trains_as_the_eager_one(tiny_options):
+    """train.compile: true (inductor, the GPU default) on a tiny GhostEDSR: the same weights as eager, within
+    rounding (noise off, so both pick the argmax orientation; the compiled graph reorders sums)."""
+    data = batches(2)
+    zero_noise = {'type': 'constant', 'start': 0.0}
+    nets = {}
+    for compiled in (False, True):
+        opt = model_options(tiny_options, 'GhostSRModel', compile=compiled, temperature_schedule=zero_noise)
+        opt['network_g'] = {**opt['network_g'], 'num_block': 1}
+        model = trained(opt, data)
+        assert isinstance(model.train_net, torch._dynamo.eval_frame.OptimizedModule) == compiled
+        nets[compiled] = model.net_g.state_dict()
+    for name, want in nets[False].items():
+        torch.testing.assert_close(nets[True][name], want, rtol=1e-4, atol=1e-6, msg=name)
