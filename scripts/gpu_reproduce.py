@@ -138,7 +138,11 @@ class Runner:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
             if not stop_is_fine:
                 raise RuntimeError(f'{name} took over {timeout:.0f} s; see {proc.log_path}') from None
         proc.copier.join()
@@ -158,6 +162,13 @@ class Runner:
         left = (self.args.minutes * 60 - self.elapsed() - runs * s['min_run'] - probes * (s['probe_seconds'] + 15)
                 - s['eval_reserve'] - RUN_OVERHEAD)
         return max(min(s['caps'][run], left), 10)
+
+
+def kernels(runner, proc):
+    """What `ghostsr doctor` found for the kernels: compiled and self-checked, or why not."""
+    runner.finish('kernels', proc, timeout=600)
+    with open(proc.log_path) as f:
+        return next((line.split(':', 1)[1].strip() for line in f if line.startswith('kernels:')), None)
 
 
 def write_options(runner, name, opt):
@@ -370,14 +381,14 @@ def main():
     os.makedirs(args.out, exist_ok=True)
 
     runner = Runner(args, settings)
-    kernels = runner.start_command('kernels', python_command('ghostsr', 'doctor'),
-                                   env={} if args.dry_run else {'GHOSTSR_CUDA': '1'})
+    doctor = runner.start_command('kernels', python_command('ghostsr', 'doctor'),
+                                  env={} if args.dry_run else {'GHOSTSR_CUDA': '1'})
     data = runner.step('data', lambda: prepare_data(runner))
     trained, speeds = {}, {}
     trained['plain'] = runner.step('plain', lambda: train(runner, 'plain', data, args.iters), 'data')
     speeds['basicsr_plain'] = runner.step('basicsr_plain', lambda: basicsr_speed(runner, 'basicsr_plain', data),
                                           'data')
-    runner.step('kernels', lambda: runner.finish('kernels', kernels, timeout=600))
+    kernel_status = runner.step('kernels', lambda: kernels(runner, doctor))
     speeds['basicsr_ghost'] = runner.step('basicsr_ghost', lambda: basicsr_speed(runner, 'basicsr_ghost', data),
                                           'data')
     done = (trained['plain'] or {}).get('last_iter') or args.iters  # a plain run stopped early sets the length
@@ -393,14 +404,14 @@ def main():
     summary = {'format': 'ghostsr-reproduce/1', 'dry_run': args.dry_run, 'date': datetime.now(
         timezone.utc).isoformat(timespec='seconds'), 'device': next((t['device'] for t in trained.values() if t), None),
         'seconds': round(runner.elapsed(), 1), 'data': (data or {}).get('name'),
-        'test_sets': (data or {}).get('test_sets'),
+        'test_sets': (data or {}).get('test_sets'), 'kernels': kernel_status,
         'iterations': {'planned': args.iters, 'teacher': args.teacher_iters, 'run': done},
         'steps': runner.steps, 'training': trained, 'basicsr_speed': speeds, 'psnr': psnr,
         'targets': targets(runner, trained, speeds, psnr)}
     with open(summary_path, 'w') as f:
         json.dump(summary, f, indent=1)
-    print(json.dumps({'steps': {k: v['status'] for k, v in runner.steps.items()}, 'targets': summary['targets']},
-                     indent=1))
+    print(json.dumps({'steps': {k: v['status'] for k, v in runner.steps.items()}, 'kernels': kernel_status,
+                      'iterations': summary['iterations'], 'psnr': psnr, 'targets': summary['targets']}, indent=1))
     sys.exit(1 if any(step['status'] != 'ok' for step in runner.steps.values()) else 0)
 
 

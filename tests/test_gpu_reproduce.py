@@ -25,6 +25,7 @@ def test_dry_run_trains_evaluates_and_ranks_the_three_models(tmp_path):
     assert {name: step['status'] for name, step in summary['steps'].items()} == dict.fromkeys(
         ['data', 'plain', 'basicsr_plain', 'kernels', 'basicsr_ghost', 'ghost', 'cluster', 'evaluate', 'leaderboard'],
         'ok')
+    assert summary['kernels'] == 'PyTorch reference: no CUDA GPU visible'
     assert summary['test_sets'] == (['Set14', 'Set5'] if shared else ['val'])  # (the demo's held-out photos)
     # every run did the plain run's iterations in all: the fine-tune the rest after its teacher checkpoint
     assert [summary['training'][r]['last_iter'] for r in ('plain', 'ghost', 'cluster')] == [6, 6, 2]
