@@ -1,4 +1,4 @@
-"""GhostSR for BasicSR: importing this package registers its archs and models.
+"""GhostSR for BasicSR: importing this package registers its archs, datasets and models.
 
 The torchvision/torch compatibility fixes for basicsr 1.4.2 are applied first, so that
 ``import basicsr`` works with current torchvision.
@@ -7,7 +7,7 @@ from . import compat
 
 compat.apply()
 
-from . import archs, models, ops  # noqa: E402  (registration must follow the compat fixes)
+from . import archs, data, models, ops  # noqa: E402  (registration must follow the compat fixes)
 
-__all__ = ['archs', 'models', 'ops']
+__all__ = ['archs', 'data', 'models', 'ops']
 __version__ = '0.1.0'

@@ -25,33 +25,48 @@ def orientation_histogram(net):
     return counts.most_common()
 
 
+def argmax_orientations(layers):
+    """Every layer's argmax orientation index, concatenated over the layers' groups.
+
+    One argmax over the concatenated logits when the layers share their number of offsets and
+    their rule (``abs_argmax``), as a network's usually do: a few ops however many layers.
+    """
+    if not layers:
+        return torch.zeros(0, dtype=torch.long)
+    rules = {(layer.logits.shape[-1], layer.abs_argmax) for layer in layers if not layer.frozen}
+    if len(rules) != 1 or any(layer.frozen for layer in layers):
+        return torch.cat([layer.orientation() for layer in layers])
+    logits = torch.cat([layer.logits.detach() for layer in layers])
+    return (logits.abs() if layers[0].abs_argmax else logits).argmax(-1)
+
+
 class _ChangeTracker:
     """Per layer: changes of an orientation since the last report, and when it last changed.
 
-    Counters stay on the layers' device, so updating them never synchronizes.
+    The orientations of all layers' groups travel as one tensor (``layer_of`` says whose each
+    group is), so an update is a few ops whatever the number of layers; the counters stay on
+    the layers' device, so updating them never synchronizes.
     """
 
-    def __init__(self, initial):
-        self.current = list(initial)
-        self.changes = [torch.zeros((), dtype=torch.long, device=o.device) for o in initial]
-        self.last_change = [torch.zeros((), dtype=torch.long, device=o.device) for o in initial]
+    def __init__(self, initial, layer_of, num_layers):
+        self.current, self.layer_of = initial, layer_of
+        self.changes = torch.zeros(num_layers, dtype=torch.long, device=initial.device)
+        self.last_change = torch.zeros(num_layers, dtype=torch.long, device=initial.device)
 
     def update(self, orientations, current_iter):
-        for i, new in enumerate(orientations):
-            changed = (new != self.current[i]).any()
-            self.changes[i] += changed
-            self.last_change[i] = torch.where(changed, current_iter, self.last_change[i])
-            self.current[i] = new
+        changed = torch.zeros_like(self.changes).index_add_(0, self.layer_of, (orientations != self.current).long()) > 0
+        self.changes += changed
+        self.last_change = torch.where(changed, current_iter, self.last_change)
+        self.current = orientations
 
     def take_changes(self):
         """Changes per layer since the last call."""
-        counts = [int(c) for c in self.changes]
-        for c in self.changes:
-            c.zero_()
+        counts = self.changes.tolist()
+        self.changes.zero_()
         return counts
 
     def changed_after(self, iteration):
-        return [int(last) > iteration for last in self.last_change]
+        return (self.last_change > iteration).tolist()
 
 
 class OrientationMonitor:
@@ -60,15 +75,21 @@ class OrientationMonitor:
     def __init__(self, net):
         named = named_ghost_layers(net)
         self.names, self.layers = [name for name, _ in named], [layer for _, layer in named]
-        self.argmax = _ChangeTracker([layer.orientation() for layer in self.layers])
-        self.sampled = _ChangeTracker([layer.orientation() for layer in self.layers])
+        initial = argmax_orientations(self.layers)
+        groups = [layer.orientation().numel() for layer in self.layers]
+        layer_of = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor(groups, dtype=torch.long))
+        layer_of = layer_of.to(initial.device)
+        self.argmax = _ChangeTracker(initial, layer_of, len(groups))
+        self.sampled = _ChangeTracker(initial, layer_of, len(groups))
 
     def update(self, current_iter):
         """After an optimizer step: record both orientations of every layer."""
-        self.argmax.update([layer.orientation() for layer in self.layers], current_iter)
+        if not self.layers:
+            return
+        self.argmax.update(argmax_orientations(self.layers), current_iter)
         used = [layer.last_sampled if layer.learn_orientation and layer.last_sampled is not None
                 else layer.orientation() for layer in self.layers]
-        self.sampled.update(used, current_iter)
+        self.sampled.update(torch.cat(used), current_iter)
 
     def report(self):
         """Per layer ``(name, argmax offsets, argmax changes, sampled changes)`` since the last report."""

@@ -15,8 +15,10 @@ from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from ghostsr_plugin.checkpoint import load_checkpoint
+from ghostsr_plugin.data.in_memory_dataset import InMemoryPairedImageDataset
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import check_section as check_ghost_init_section
+from ghostsr_plugin.models.fast_sr_model import FAST_KEYS, FastSRModel, fast_options
 from ghostsr_plugin.models.ghostsr_model import GhostSRModel, orientation_lr
 from ghostsr_plugin.schedules import build_schedule
 
@@ -179,7 +181,8 @@ def check_network_options(path, opt, key='network_g'):
 
 
 def _check_paired_folders(check, key):
-    """A PairedImageDataset read from disk folders: files in both, as many LQ as GT, each GT's LQ present.
+    """A paired dataset (BasicSR's or the in-memory one) read from disk folders: files in both, as many LQ
+    as GT, each GT's LQ present; or only GT files, where the in-memory dataset makes the LQ.
 
     BasicSR lists every non-hidden file of each folder (``paired_paths_from_folder``) and
     asserts deep in its loader; LMDB and ``meta_info_file`` datasets list their files otherwise
@@ -190,18 +193,24 @@ def _check_paired_folders(check, key):
 
     section = check.opt['datasets'][key.split('.', 1)[1]]
     backend = section.get('io_backend')
-    if (not issubclass(DATASET_REGISTRY.get(section['type']), PairedImageDataset)
+    dataset = DATASET_REGISTRY.get(section['type'])
+    roots = ('dataroot_gt',) if issubclass(dataset, InMemoryPairedImageDataset) and section.get(
+        'dataroot_lq') is None else ('dataroot_gt', 'dataroot_lq')
+    if (not issubclass(dataset, (PairedImageDataset, InMemoryPairedImageDataset))
             or not isinstance(backend, dict) or backend.get('type') != 'disk'
             or section.get('meta_info_file') is not None
-            or not all(isinstance(section.get(k), str) for k in ('dataroot_gt', 'dataroot_lq'))):
+            or not all(isinstance(section.get(k), str) for k in roots)):
         return
-    gt, lq = (osp.expanduser(section[k]) for k in ('dataroot_gt', 'dataroot_lq'))
-    gt_files, lq_files = (sorted(scandir(folder)) if osp.isdir(folder) else None for folder in (gt, lq))
-    if gt_files is None or lq_files is None:
+    found = {k: sorted(scandir(osp.expanduser(section[k]))) if osp.isdir(osp.expanduser(section[k])) else None
+             for k in roots}
+    if None in found.values():
         return
-    for root, files in (('dataroot_gt', gt_files), ('dataroot_lq', lq_files)):
+    for root, files in found.items():
         if not files:
             check.fail(f'{key}.{root}', f"folder '{section[root]}' holds no images")
+    if len(found) == 1:
+        return
+    gt_files, lq_files = found['dataroot_gt'], found['dataroot_lq']
     if len(gt_files) != len(lq_files):
         check.fail(f'{key}.dataroot_lq', f"folder '{section['dataroot_lq']}' holds {len(lq_files)} images, "
                    f"dataroot_gt '{section['dataroot_gt']}' holds {len(gt_files)}; expected one LQ image per GT image")
@@ -211,6 +220,19 @@ def _check_paired_folders(check, key):
         if f'{template.format(stem)}{ext}' not in lq_names:
             check.fail(f'{key}.dataroot_lq', f"folder '{section['dataroot_lq']}' has no "
                        f"'{template.format(stem)}{ext}' for the GT image '{name}' (filename_tmpl '{template}')")
+
+
+def _check_fast_options(check, train):
+    """``train.amp``, ``channels_last``, ``compile``, ``time_budget``, ``progress_seconds``: valid, and a model that
+    reads them (BasicSR's SRModel would ignore them silently)."""
+    used = [k for k in FAST_KEYS if train.get(k) not in (None, False)]
+    if used and not issubclass(MODEL_REGISTRY.get(check.opt['model_type']), FastSRModel):
+        check.fail('model_type', f"'{check.opt['model_type']}' ignores train.{used[0]}; use FastSRModel (plain "
+                   'networks) or GhostSRModel')
+    try:
+        fast_options(train)
+    except InputError as err:
+        raise OptionError(f'{check.path}: {err}') from None
 
 
 def check_ghost_init_file(path):
@@ -298,6 +320,7 @@ def check_options(path, is_train, force_yml=None):
                 orientation_lr(train)
             except InputError as err:
                 raise OptionError(f'{path}: {err}') from None
+        _check_fast_options(check, train)
         if train.get('temperature_schedule') is not None:
             try:
                 schedule = build_schedule(check.get('train.temperature_schedule', dict))

@@ -6,13 +6,14 @@ resumed with ``--auto_resume`` starts new workers, so its crops and flips would 
 the uninterrupted run's. Here the training loader hands the dataset ``(epoch, position,
 index)``, and each sample is drawn with Python's ``random``, NumPy and torch seeded from
 ``(manual_seed, rank, epoch, position)``; the process's own random state is put back
-afterwards. ``basicsr train`` (this plugin's command) installs it.
+afterwards (in the training process; a loader worker's, which nothing else reads, is not: restoring
+NumPy's costs more than drawing the sample). ``basicsr train`` (this plugin's command) installs it.
 """
 import random
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, get_worker_info
 
 
 class EpochPositionSampler(Sampler):
@@ -44,18 +45,24 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key):
         epoch, position, index = key
-        py_seed, np_seed, torch_seed = np.random.SeedSequence(
-            [self.seed, self.rank, epoch, position]).generate_state(3)
+        if get_worker_info() is not None:  # a loader worker's random state serves nothing else: not kept
+            self._seed(epoch, position)
+            return self.dataset[index]
         saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        random.seed(int(py_seed))
-        np.random.seed(np_seed)
-        torch.default_generator.manual_seed(int(torch_seed))  # the CPU generator only, never CUDA's
+        self._seed(epoch, position)
         try:
             return self.dataset[index]
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
             torch.set_rng_state(saved[2])
+
+    def _seed(self, epoch, position):
+        py_seed, np_seed, torch_seed = np.random.SeedSequence(
+            [self.seed, self.rank, epoch, position]).generate_state(3)
+        random.seed(int(py_seed))
+        np.random.seed(np_seed)
+        torch.default_generator.manual_seed(int(torch_seed))  # the CPU generator only, never CUDA's
 
 
 def install():

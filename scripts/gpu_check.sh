@@ -1,20 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check on a fresh machine with a GPU and this repo: installs the wheels carried in .whl/,
-# then runs scripts/gpu_check.py (kernels, GPU tests, shift benchmark, end-to-end latency; JSON
-# into benchmarks/results/gpu/). Arguments go to gpu_check.py: --dry-run, --out DIR, --overwrite.
-#
-# The GPU machine may have no package index. Beforehand, on a machine with one, put the wheels
-# it lacks into .whl/ (git-ignored: echo /.whl/ >> .git/info/exclude), for its Python (3.12):
-#   pip wheel --no-deps --no-build-isolation -w .whl basicsr==1.4.2   # basicsr ships an sdist only
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-#       -d .whl lmdb addict
-# (torch, ninja, nvcc and basicsr's other needs are on this workplace's H100/H200 image).
+# The GPU check on a fresh machine with a GPU and this repo: installs the wheels carried in .whl/
+# (scripts/gpu_env.sh says which), then runs scripts/gpu_check.py (kernels, GPU tests, shift
+# benchmark, end-to-end latency; JSON into benchmarks/results/gpu/). Arguments go to gpu_check.py:
+# --dry-run, --out DIR, --overwrite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-if compgen -G '.whl/*.whl' > /dev/null; then
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ghostsr_site .whl/*.whl
-  export PYTHONPATH=/tmp/ghostsr_site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# shellcheck source=scripts/gpu_env.sh
+. scripts/gpu_env.sh
 exec "$PYTHON" scripts/gpu_check.py "$@"

@@ -49,3 +49,22 @@ def test_orientation_histogram_counts_every_group():
             layer.logits.zero_()
             layer.logits[0, 4] = 1.0  # (0, 0)
     assert orientation_histogram(net) == [((0, 0), 4)]
+
+
+def test_layers_of_different_shapes_are_tracked_apart_and_a_net_without_ghost_layers_has_nothing_to_track():
+    """The concatenated trackers attribute each group's change to its own layer, whatever the groups' shapes."""
+    from ghostsr_plugin.archs import GhostConv2d
+
+    net = torch.nn.Sequential(GhostConv2d(4, 8, orientation_groups=2), GhostConv2d(8, 8, max_shift=2),
+                              GhostConv2d(8, 8, orientation_groups=2))
+    with torch.no_grad():
+        net[2].logits.copy_(-torch.arange(9.0))  # every group's argmax at (-1, -1)
+    monitor = OrientationMonitor(net)
+    with torch.no_grad():
+        net[2].logits[1] = torch.arange(9.0)  # its second group's argmax moves to (1, 1)
+    monitor.update(3)
+    assert [row[2] for row in monitor.report()] == [0, 0, 1]
+    assert monitor.settling(2)['argmax'] == ['2']
+    empty = OrientationMonitor(torch.nn.Conv2d(3, 3, 3))
+    empty.update(1)
+    assert empty.report() == [] and empty.settling(0) == {'argmax': [], 'sampled': []}

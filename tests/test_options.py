@@ -75,3 +75,21 @@ def test_a_shipped_test_option_file_runs_through_basicsr_test(tmp_path, tiny_pai
     log = next((tmp_path / 'results' / opt['name']).glob('test_*.log')).read_text()
     assert 'Loading GhostEDSR model from' in log and '# psnr:' in log and 'Set14' in log
     assert len(list((tmp_path / 'results' / opt['name'] / 'visualization' / 'Set5').glob('*.png'))) == 2
+
+
+def test_the_paper_schedule_edsr_files_train_fast():
+    """EDSR-baseline and EDSR-L, x2/x3/x4, plain and Ghost: 300k iterations with the fast options and data path."""
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    from ghostsr_plugin.models.fast_sr_model import FastSRModel, fast_options
+
+    files = [p for p in OPTION_FILES if osp.basename(p).startswith(('train_EDSR_', 'train_GhostEDSR_'))]
+    assert len(files) == 18
+    for path in files:
+        opt = load_option_file(path)
+        assert issubclass(MODEL_REGISTRY.get(opt['model_type']), FastSRModel), path
+        fast = fast_options(opt['train'])
+        assert (fast.amp, fast.channels_last, fast.compile, opt['train']['total_iter']) == ('bf16', True, {}, 300000)
+        train_set = opt['datasets']['train']
+        assert train_set['type'] == 'InMemoryPairedImageDataset' and train_set['prefetch_mode'] == 'cuda', path
+        assert train_set['dataroot_lq'].endswith(f"X{opt['scale']}") and train_set['persistent_workers'], path

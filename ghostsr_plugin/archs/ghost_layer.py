@@ -55,6 +55,9 @@ class GhostConv2d(nn.Module):
             same noise as uninterrupted ones.
         learn_orientation: when False, training uses the current argmax orientation and the
             logits get no gradient (a schedule's warm-up holds the orientation still).
+        noise: when set, the scaled Gumbel noise (shaped like the logits) this step adds, drawn
+            by the caller instead of from ``temperature`` and ``noise_generator``: a compiled
+            forward takes it as an input, since a graph cannot draw from a ``torch.Generator``.
         last_sampled: the orientation index per group the last training forward drew
             (None before the first), for watching the sampled orientations settle.
     """
@@ -87,7 +90,7 @@ class GhostConv2d(nn.Module):
             self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
             # The official code's init: He-uniform on a (1, 1, side, side) kernel.
             nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
-        self.temperature, self.noise_generator, self.learn_orientation = 1.0, None, True
+        self.temperature, self.noise_generator, self.learn_orientation, self.noise = 1.0, None, True, None
         self.last_sampled = None
 
     @property
@@ -147,7 +150,9 @@ class GhostConv2d(nn.Module):
         """
         logits = self.logits
         scores = logits.detach()
-        if self.temperature:  # at 0 no noise is drawn: 0 * inf (an exponential sample of 0) would be NaN
+        if self.noise is not None:
+            scores = scores + self.noise
+        elif self.temperature:  # at 0 no noise is drawn: 0 * inf (an exponential sample of 0) would be NaN
             gumbel = -torch.empty_like(logits).exponential_(generator=self.noise_generator).log()
             scores = scores + self.temperature * gumbel
         index = self._scores(scores).argmax(-1)

@@ -15,7 +15,8 @@ on one forward pass producing 1280 x 720, whole image; the networks of one run a
 turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
 networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs.
 --tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
-SHA-256, data SHA-256 and every option of the run.
+SHA-256, data SHA-256 and every option of the run; for the ``net_g_latest.pth`` of a run trained with
+FastSRModel or GhostSRModel, also how it was trained (its ``training.json``: iterations, wall time, it/s, device).
 
 Example:
   ghostsr benchmark bicubic options/demo/ghost_edsr_x2_demo.yml --sets Set5 Set14 \\
@@ -41,6 +42,7 @@ from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_para
 from ghostsr_plugin.data_prep import matlab_bicubic
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
+from ghostsr_plugin.models.fast_sr_model import training_summary
 from ghostsr_plugin.option_check import check_network_options, load_option_file
 from ghostsr_plugin.outputs import check_files_folder, check_output_files
 from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, portable_path, result_path, set_folders, set_order, sha256
@@ -186,7 +188,8 @@ def _load_network(model, scale, args, device):
     files = [f for f in (model['checkpoint'], model['option_file']) if f]
     described = {'kind': 'network', 'network_g': model['network_g'], 'option_file': portable_path(model['option_file']),
                  'checkpoint': portable_path(model['checkpoint']), 'param_key': param_key,
-                 'sha256': {portable_path(f): sha256([f]) for f in files}}
+                 'sha256': {portable_path(f): sha256([f]) for f in files},
+                 'training': training_summary(model['checkpoint']) if model['checkpoint'] else None}
     return run, described, cost
 
 

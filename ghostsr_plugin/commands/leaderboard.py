@@ -5,7 +5,8 @@ FLOPs and latency, the best value of each column in bold (highest PSNR/SSIM, low
 cost). leaderboard.csv holds the same numbers unrounded. leaderboard.png plots, per scale,
 PSNR on one test set against FLOPs and against latency, marker area proportional to the
 parameter count, bicubic as a dashed line, and an arrow from each plain baseline to the
-model that names it (`ghostsr benchmark --baseline`).
+model that names it (`ghostsr benchmark --baseline`). Results of runs trained with FastSRModel or
+GhostSRModel carry how they were trained, which a last table lists (iterations, wall time, it/s).
 
 Example: ghostsr leaderboard results/benchmark --out results/leaderboard
 """
@@ -193,6 +194,27 @@ def latency_table(results):
             'networks of one benchmark run are timed in turn, round after round. ' + '; '.join(setups) + '.\n')
 
 
+def _training(record):
+    return ((record.get('model') or {}).get('training')) or None
+
+
+def training_table(results):
+    """How each trained model was trained: device, iterations, wall time, speed, options."""
+    header = ['model', 'scale', 'device', 'iterations', 'wall time (s)', 'it/s', 'steady it/s', 'data wait',
+              'amp', 'channels_last', 'compile', 'stopped at budget']
+    lines = ['| ' + ' | '.join(header) + ' |', '| --- | ---: | --- |' + ' ---: |' * 5 + ' --- |' * 4]
+    for r in sorted((r for r in results if _training(r)), key=lambda r: (r['scale'], r['name'])):
+        t = _training(r)
+        speeds = ['–' if t.get(k) is None else f'{t[k]:.1f}'
+                  for k in ('iterations_per_second', 'steady_iterations_per_second')]
+        lines.append(f"| {r['name']} | x{r['scale']} | {t['device']} | {t['last_iter'] or 0:,} | {t['seconds']:.0f} | "
+                     + ' | '.join(speeds) + f" | {t['data_wait_fraction']:.1%} | {t['amp'] or 'off'} | "
+                     f"{'on' if t['channels_last'] else 'off'} | {'off' if t['compile'] is None else 'on'} | "
+                     f"{'yes' if t['stopped_at_budget'] else 'no'} |")
+    return ('\n'.join(lines) + '\n\nWall time: from the first iteration to the last (compiling included); steady: '
+            'over the run\'s second half; data wait: time between training steps.\n')
+
+
 def markdown(results):
     """leaderboard.md: one table per scale, then latency by engine."""
     timed_only = [r for r in results if not r['sets']]
@@ -208,6 +230,8 @@ def markdown(results):
                                                                                           for r in at_scale)]))
     if len({engine(r) for r in results + timed_only if r['latency']}) > 1 or timed_only:
         parts.append('## Latency by engine\n\n' + latency_table(results + timed_only))
+    if any(_training(r) for r in results):
+        parts.append('## Training\n\n' + training_table(results))
     return '\n'.join(parts)
 
 

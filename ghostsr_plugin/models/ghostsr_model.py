@@ -1,4 +1,5 @@
-"""GhostSRModel: BasicSR's SRModel plus the life cycle of the Ghost layers' learned shift.
+"""GhostSRModel: FastSRModel (BasicSR's SRModel with fast training options) plus the life cycle of
+the Ghost layers' learned shift.
 
 Every iteration it sets each Ghost layer's Gumbel noise scale from the temperature
 schedule (``train.temperature_schedule``, see ``ghostsr_plugin.schedules``) and seeds the
@@ -14,13 +15,19 @@ The orientation logits get their own optimizer parameter group: learning rate
 ``orientation_lr: 1``), no weight decay, and the same BasicSR scheduler as every other
 weight. The logits start within about 1/3 of each other, and at the global learning rate
 they rarely travel that far in a short run, so the argmax never moves.
+
+With ``train.compile`` the noise of every layer is drawn here before each step, in one draw
+(a graph cannot draw from a generator), and handed to the compiled forward: other numbers
+than the eager draws, as reproducible; a layer that runs more than once a forward (CARN-M's
+shared block) then uses one draw per step rather than one a call.
+The Gumbel logits, their noise, the temperatures and the selection's gradient stay fp32
+under ``train.amp``.
 """
 import copy
 import math
 
 import torch
 from basicsr.data import build_dataset
-from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -28,6 +35,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ghostsr_plugin.archs import freeze, ghost_layers
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init import ghost_init_for_training
+from ghostsr_plugin.models.fast_sr_model import FastSRModel
 from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
 from ghostsr_plugin.registration import register
 from ghostsr_plugin.schedules import build_schedule
@@ -68,8 +76,8 @@ def rank0_seed(seed):
 
 
 @register(MODEL_REGISTRY)
-class GhostSRModel(SRModel):
-    """SRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
+class GhostSRModel(FastSRModel):
+    """FastSRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
     def __init__(self, opt):
         if opt['is_train'] and build_schedule(opt['train'].get('temperature_schedule')).warmup > 0:
@@ -113,15 +121,29 @@ class GhostSRModel(SRModel):
         self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
         self.optimizers.append(self.optimizer_g)
 
-    def optimize_parameters(self, current_iter):
+    def training_step(self, current_iter):
         self.temperature = self.schedule(current_iter, self.total_iter, self.iters_per_epoch)
         learn = not self.schedule.holds(current_iter, self.iters_per_epoch)
         # Same seed on every rank: all replicas pick the same orientation in an iteration.
         noise = torch.Generator(self.device).manual_seed(self.noise_seed * 2**32 + current_iter)
         for layer in self.ghost_layers:
             layer.temperature, layer.learn_orientation, layer.noise_generator = self.temperature, learn, noise
-        super().optimize_parameters(current_iter)
+        if self.fast.compile is not None and learn:
+            self.draw_noise(noise)
+        super().training_step(current_iter)
         self.monitor.update(current_iter)
+
+    def draw_noise(self, generator):
+        """Every layer's scaled Gumbel noise in one draw, handed to the compiled forward (see ``GhostConv2d.noise``)."""
+        layers = [layer for layer in self.ghost_layers if not layer.frozen]
+        sizes = [layer.logits.numel() for layer in layers]
+        if self.temperature:
+            flat = -torch.empty(sum(sizes), device=self.device).exponential_(generator=generator).log()
+            flat = self.temperature * flat
+        else:  # (0 * inf, from an exponential sample of 0, would be NaN)
+            flat = torch.zeros(sum(sizes), device=self.device)
+        for layer, noise in zip(layers, flat.split(sizes)):
+            layer.noise = noise.view_as(layer.logits)
 
     def get_current_log(self):
         """BasicSR calls this at its print frequency: add the temperature and the orientations."""
@@ -130,7 +152,7 @@ class GhostSRModel(SRModel):
                                'since the last log]: ' + ', '.join(
                                    f'{name} {format_offsets(offsets)} [{argmax}/{sampled}]'
                                    for name, offsets, argmax, sampled in rows))
-        return {**self.log_dict, 'temperature': self.temperature,
+        return {**super().get_current_log(), 'temperature': self.temperature,
                 'argmax_changes': sum(r[2] for r in rows), 'sampled_changes': sum(r[3] for r in rows)}
 
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
