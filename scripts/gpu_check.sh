@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check on a fresh machine with a GPU and this repo: installs the wheels carried in .whl/,
-# then runs scripts/gpu_check.py (kernels, GPU tests, shift benchmark, end-to-end latency; JSON
-# into benchmarks/results/gpu/). Arguments go to gpu_check.py: --dry-run, --out DIR, --overwrite.
+# then runs scripts/gpu_check.py (kernel build, GPU tests, op bandwidth, latency eager and compiled;
+# each step's JSON into --out as it ends; 8 minutes, --quick 4). Arguments go to gpu_check.py:
+# --out DIR, --quick, --dry-run, --overwrite.
 #
 # The GPU machine may have no package index. Beforehand, on a machine with one, put the wheels
 # it lacks into .whl/ (git-ignored: echo /.whl/ >> .git/info/exclude), for its Python (3.12):
 #   pip wheel --no-deps --no-build-isolation -w .whl basicsr==1.4.2   # basicsr ships an sdist only
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #       -d .whl lmdb addict
-# (torch, ninja, nvcc and basicsr's other needs are on this workplace's H100/H200 image).
+# (torch, ninja, nvcc, pytest-xdist and basicsr's other needs are on this workplace's H100/H200 image).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
