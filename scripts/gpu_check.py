@@ -22,8 +22,8 @@ CPU with tiny sizes (CI runs it; its figures mean nothing).
 gpu-check markers (docs/cuda_ops.md).
 
 Run it through scripts/gpu_check.sh, which first installs the wheels carried in .whl/:
-  bash scripts/gpu_check.sh --out benchmarks/results/gpu/h200_2026-12-05
-  python scripts/gpu_check.py --tables benchmarks/results/gpu/h200_2026-12-05 --into docs/cuda_ops.md
+  bash scripts/gpu_check.sh            # JSON into benchmarks/results/gpu/<gpu>_<date>/
+  python scripts/gpu_check.py --tables benchmarks/results/gpu/nvidia-h200_2026-12-05 --into docs/cuda_ops.md
 """
 import argparse
 import datetime
@@ -31,6 +31,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
 import signal
 import subprocess
 import sys
@@ -382,7 +383,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dry-run', action='store_true', help='the same steps on the CPU, tiny sizes')
     parser.add_argument('--quick', action='store_true', help='fewer cases, in 4 minutes')
-    parser.add_argument('--out', default=osp.join('benchmarks', 'results', 'gpu'), help='folder for the JSON files')
+    parser.add_argument('--out', help='folder for the JSON files (default: benchmarks/results/gpu/<gpu>_<date>; '
+                        'with --dry-run, results/gpu_check_dry_run)')
     parser.add_argument('--overwrite', action='store_true', help='replace JSON files a previous run left there')
     parser.add_argument('--tables', metavar='DIR', help="render the tables of a run's JSON instead of running")
     parser.add_argument('--into', help='with --tables: put them into this Markdown file, between its markers')
@@ -407,6 +409,9 @@ def main():
 
         if not torch.cuda.is_available():
             parser.exit(2, 'error: no CUDA GPU visible (use --dry-run to try the steps on the CPU)\n')
+        gpu = re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name().lower()).strip('-')
+        args.out = args.out or osp.join('benchmarks', 'results', 'gpu', f'{gpu}_{datetime.date.today()}')
+    args.out = args.out or osp.join('results', 'gpu_check_dry_run')
     return check(args)
 
 
