@@ -1,146 +1,419 @@
-"""The GPU check of issue 15: kernels, GPU tests, shift benchmark and end-to-end latency, as JSON.
+"""The GPU check of issue 21: kernel build, GPU tests, op bandwidth and latency ratios, as JSON, in 8 minutes.
 
-Steps, each timed, each writing JSON (device name and date included) into one folder:
-  environment.json  what `ghostsr doctor` finds, and the kernels' status (built and self-checked
-                    here, with GHOSTSR_CUDA=1: a kernel that fails is an error, not a fallback)
-  tests.json        the GPU tests (not the CPU emulation, which CI runs): exit status, last lines
-  shift.json        scripts/benchmark_shift.py: the ops' GB/s against the device's copy bandwidth
-                    (fp32/fp16/bf16, NCHW and channels_last), GhostEDSR-L x2 against EDSR-L x2 at
-                    640 x 360 input (fp32/fp16, eager and torch.compile)
-  summary.json      each step's status and seconds, and issue 15's targets: met or not
-A step that fails is recorded and the next one still runs (GPU time comes in short loans: what
-was measured is kept); the exit status is 1 if any failed. Sized to finish in 8 minutes on an
-H100/H200. ``--dry-run`` runs the same steps on the CPU with tiny sizes (CI runs it; its
-figures mean nothing).
+Steps, each a process of its own with its own time limit, each writing its JSON into --out the
+moment it ends (GPU time comes in short loans: what was measured is kept):
+  environment.json       `ghostsr doctor`'s findings, and the seconds the kernels took to build
+                         and load (on a fresh machine the first step compiles them; GHOSTSR_CUDA=1:
+                         a kernel that fails is an error, not a fallback)
+  tests.json             the GPU tests under pytest-xdist (-n 2, where installed), so a test that
+                         crashes its worker is reported failed and the others still run: each outcome
+  ops.json               scripts/benchmark_shift.py: each op's bandwidth against the copy's
+  latency_eager.json     scripts/benchmark_latency.py in eager PyTorch: the Ghost layer against a
+                         plain conv, GhostEDSR-L x2 against EDSR-L x2 (fp32, fp16, bf16; NCHW, channels_last)
+  latency_compiled.json  the same under torch.compile (frozen and eval mode), in its own capped step
+  summary.json           each step's status, seconds and last output lines, and every target of
+                         issue 21 with its figure: met, not met, or not measured (null)
+The whole check fits a time budget (8 minutes with the 93 s build; --quick: 4 minutes, fewer
+cases): each step gets at most its cap and never eats the minimum the later steps need.
+The exit status is 1 if a step failed or ran out of time. --dry-run runs the same steps on the
+CPU with tiny sizes (CI runs it; its figures mean nothing).
 
-Run it through scripts/gpu_check.sh, which first installs the wheels carried in .whl/.
+--tables DIR --into DOC renders the Markdown tables of the JSON in DIR into DOC between its
+gpu-check markers (docs/cuda_ops.md).
+
+Run it through scripts/gpu_check.sh, which first installs the wheels carried in .whl/:
+  bash scripts/gpu_check.sh            # JSON into benchmarks/results/gpu/<gpu>_<date>/
+  python scripts/gpu_check.py --tables benchmarks/results/gpu/nvidia-h200_2026-12-05 --into docs/cuda_ops.md
 """
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import os.path as osp
+import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-FILES = ('environment.json', 'tests.json', 'shift.json', 'summary.json')
-# issue 15's targets: the kernels' share of the copy bandwidth, and GhostEDSR-L's latency ratio
-BANDWIDTH_TARGETS = {('shift', 'forward'): 0.85, ('ghost eval', 'forward'): 0.85, ('ghost train', 'backward'): 0.80}
-LATENCY_RATIO_TARGET = 0.55
+STEPS = ('environment', 'tests', 'ops', 'latency_eager', 'latency_compiled')
+FILES = tuple(f'{step}.json' for step in STEPS) + ('summary.json',)
 GPU_TESTS = '(cuda or gpu) and not emulat'  # (pytest -k: the tests that run on a GPU)
+GPU_TEST_FILES = ('tests/test_cuda_kernels.py', 'tests/test_ops_library.py', 'tests/test_inference_precision.py')
+HALF_UPSCALE_TEST = 'test_half_upscale_is_within_one_grey_level_of_fp32[cuda]'
+# issue 21's targets
+COPY_FRACTION = {('shift', 'forward'): 0.85, ('shift', 'backward'): 0.85, ('ghost eval', 'forward'): 0.85,
+                 ('ghost eval', 'backward'): 0.85, ('ghost train', 'forward'): 0.85, ('ghost train', 'backward'): 0.75}
+LATENCY_RATIO = {('eager', 'float32'): 0.62, ('eager', 'float16'): 0.62, ('compiled', 'float16'): 0.58,
+                 ('compiled', 'bfloat16'): 0.58}
+LAYER_RATIO = 0.6  # eager float16
+EVAL_OVER_FROZEN = 1.02  # "not slower": within 2%, the spread of two timings of one model
+STOP_GRACE = 20  # seconds between a step's SIGINT at its limit and SIGKILL
+BEGIN, END = '<!-- gpu check tables: generated by scripts/gpu_check.py --tables -->', '<!-- end of gpu check tables -->'
 
-REAL = dict(
-    tests_timeout=150,
-    benchmark=['--sizes', '1x256x360x640,16x256x48x48', '--dtypes', 'float32,float16,bfloat16',
-               '--e2e-dtypes', 'float32,float16', '--runs', '20', '--warmup', '5'],
-    benchmark_timeout=300)
-DRY = dict(
-    tests_timeout=300,
-    benchmark=['--device', 'cpu', '--sizes', '1x8x10x12', '--dtypes', 'float32,bfloat16', '--e2e-dtypes', 'float32',
-               '--runs', '2', '--warmup', '1', '--copy-mib', '1', '--e2e-size', '10x12', '--num-feat', '8',
-               '--num-block', '2', '--compile-backend', 'aot_eager'],
-    benchmark_timeout=300)
+# What each profile runs: its time budget, each step's (cap, minimum) seconds, and what the
+# benchmarks measure (ops: scripts/benchmark_shift.py's sizes, dtypes, layouts and timing).
+PROFILES = {
+    'full': dict(
+        budget=480, limits=dict(environment=(200, 60), tests=(120, 45), ops=(100, 30), latency_eager=(45, 20),
+                                latency_compiled=(480, 60)),
+        ops=dict(sizes=['1x256x360x640', '16x256x48x48'], dtypes=['float32', 'float16', 'bfloat16'],
+                 layouts=['nchw', 'channels_last'], timing=['--runs', '20', '--warmup', '5']),
+        latency=['--runs', '20', '--warmup', '5'], eager=['float32', 'float16', 'bfloat16'],
+        compiled=['float16', 'bfloat16'], layouts=['nchw', 'channels_last']),
+    'quick': dict(
+        budget=240, limits=dict(environment=(150, 60), tests=(45, 20), ops=(30, 10), latency_eager=(20, 10),
+                                latency_compiled=(240, 30)),
+        ops=dict(sizes=['1x256x360x640'], dtypes=['float16'], layouts=['nchw', 'channels_last'],
+                 timing=['--runs', '10', '--warmup', '3']),
+        latency=['--runs', '10', '--warmup', '3'], eager=['float32', 'float16'], compiled=['float16'],
+        layouts=['nchw']),
+    'dry': dict(
+        budget=900, limits=dict(environment=(120, 10), tests=(300, 10), ops=(120, 10), latency_eager=(120, 10),
+                                latency_compiled=(240, 10)),
+        ops=dict(sizes=['1x8x10x12'], dtypes=['float32', 'float16'], layouts=['nchw', 'channels_last'],
+                 timing=['--device', 'cpu', '--runs', '2', '--warmup', '1']),
+        latency=['--device', 'cpu', '--size', '10', '12', '--num-feat', '8', '--num-block', '2', '--layer-size', '8',
+                 '16', '16', '--runs', '2', '--warmup', '1', '--compile-backend', 'aot_eager'],
+        eager=['float32', 'float16'], compiled=['float16', 'bfloat16'], layouts=['nchw']),
+}
 
 
-def write_json(folder, name, data, common):
-    with open(osp.join(folder, name), 'w') as f:
-        json.dump({**common, **data}, f, indent=1)
+def step_command(step, profile, out, junit):
+    """The command line of ``step``: this script's own environment step, pytest, or a benchmark script."""
+    if step == 'environment':
+        return [sys.executable, __file__, '--environment', osp.join(out, 'environment.json')]
+    if step == 'tests':
+        workers = ['-n', '2'] if importlib.util.find_spec('xdist') else []
+        return [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *workers, f'--junitxml={junit}',
+                '-k', GPU_TESTS, *GPU_TEST_FILES]
+    if step == 'ops':  # (the end-to-end figures are benchmark_latency.py's)
+        ops = profile['ops']
+        return [sys.executable, osp.join('scripts', 'benchmark_shift.py'), '--sizes', ','.join(ops['sizes']),
+                '--dtypes', ','.join(ops['dtypes']), '--layouts', ','.join(ops['layouts']), *ops['timing'],
+                '--json', osp.join(out, 'ops.json'), '--overwrite']
+    mode = step.split('_')[1]  # (compiled: the model's figures first, should the step's limit stop it)
+    return [sys.executable, osp.join('scripts', 'benchmark_latency.py'), *profile['latency'], '--modes', mode,
+            '--parts', *(['layer', 'model'] if mode == 'eager' else ['model', 'layer']), '--dtypes', *profile[mode],
+            '--layouts', *profile['layouts'], '--json', osp.join(out, f'{step}.json'), '--overwrite']
 
 
-def step_environment(dry_run):
+def run_limited(command, timeout):
+    """``(exit status, timed out, output)`` of ``command`` run for at most ``timeout`` seconds.
+
+    At the limit its whole process group gets SIGINT (pytest then still writes its report), and
+    SIGKILL ``STOP_GRACE`` seconds later.
+    """
+    with tempfile.TemporaryFile('w+') as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        timed_out = False
+        try:
+            process.wait(timeout=max(timeout, 1))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.seek(0)
+        return process.returncode, timed_out, log.read()
+
+
+def junit_outcomes(junit):
+    """``{test id: (outcome, first line of its message)}`` from a pytest JUnit XML report."""
+    outcomes = {}
+    for case in ElementTree.parse(junit).getroot().iter('testcase'):
+        if case.get('name') is None:  # (the interruption itself, in a report cut short at the limit)
+            continue
+        test_id = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
+        found = [child for child in case if child.tag in ('failure', 'error', 'skipped')]
+        outcome = found[0].tag if found else 'passed'
+        message = (found[0].get('message') or '').strip().splitlines()[:1] if found else []
+        if message and 'crashed while running' in message[0]:  # (pytest-xdist: the worker died in this test)
+            outcome = 'crashed'
+        outcomes[test_id] = (outcome, message[0] if message else '')
+    return outcomes
+
+
+def tests_record(junit, status, command):
+    """tests.json: the counts of each outcome, and every test's outcome (with the message if it did not pass)."""
+    try:
+        outcomes = junit_outcomes(junit) if osp.exists(junit) else {}
+    except ElementTree.ParseError:  # (a report cut short by SIGKILL)
+        outcomes = {}
+    counts = {}
+    for outcome, _ in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return {'command': ' '.join(osp.basename(part) for part in command), 'exit_status': status, 'counts': counts,
+            'tests': {test_id: outcome if outcome == 'passed' else f'{outcome}: {message}'
+                      for test_id, (outcome, message) in outcomes.items()}}
+
+
+def environment(path):
+    """environment.json: `ghostsr doctor`'s findings and the seconds the kernels took to build and load."""
+    import torch
+
     from ghostsr_plugin.commands import doctor
+    from ghostsr_plugin.ops import extension
 
-    found = dict(doctor.findings())
-    if not dry_run and not found['kernels'].startswith('compiled kernels active'):
-        raise RuntimeError(f"the CUDA kernels are not active: {found['kernels']}")
-    return {'findings': found}
-
-
-def step_tests(dry_run, settings):
-    command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-k', GPU_TESTS,
-               'tests/test_cuda_kernels.py', 'tests/test_ops_library.py']
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=settings['tests_timeout'])
-    lines = (done.stdout + done.stderr).strip().splitlines()
-    result = {'command': ' '.join(command[1:]), 'exit_status': done.returncode, 'last_lines': lines[-15:]}
-    if done.returncode not in (0, 5):  # (5: every test deselected or skipped, as on a CPU)
-        raise RuntimeError(f'GPU tests failed: {lines[-1] if lines else done.returncode}')
-    return result
+    begin = time.perf_counter()
+    try:
+        active, why = extension.status() if torch.cuda.is_available() else (False, 'no CUDA GPU visible')
+    except RuntimeError as error:  # (GHOSTSR_CUDA=1: the build or the self-check failed)
+        active, why = False, str(error)
+    record = {'kernels_active': active, 'kernels': why, 'build_and_load_seconds': time.perf_counter() - begin,
+              'findings': dict(doctor.findings())}
+    write_json(path, record)
+    if torch.cuda.is_available() and not active:
+        sys.exit(f'the CUDA kernels are not active: {why}')
 
 
-def step_benchmark(folder, settings):
-    path = osp.join(folder, 'shift.json')
-    command = [sys.executable, osp.join('scripts', 'benchmark_shift.py'), *settings['benchmark'],
-               '--layouts', 'nchw,channels_last', '--e2e-modes', 'eager,compiled', '--json', path, '--overwrite']
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=settings['benchmark_timeout'])
-    print(done.stdout[-4000:], file=sys.stderr)
-    if done.returncode:
-        raise RuntimeError(f'benchmark_shift.py failed: {done.stderr.strip().splitlines()[-1:]}')
+def write_json(path, data):
+    from ghostsr_plugin.atomic import atomic_path
+
+    with atomic_path(path) as temporary, open(temporary, 'w') as f:
+        json.dump(data, f, indent=1)
+
+
+def read_json(folder, step):
+    path = osp.join(folder, f'{step}.json')
+    if not osp.exists(path):
+        return None
     with open(path) as f:
         return json.load(f)
 
 
-def targets(shift):
-    """Each of issue 15's targets against the figures: {target: {'want', 'got', 'met'}}."""
+def _target(want, got, met, **detail):
+    return {'want': want, 'got': got, 'met': met, **detail}
+
+
+def _kernel_targets(ops, profile):
+    """Each op's kernel against the copy bandwidth and against the reference and cuDNN depthwise."""
+    rows = {}
+    for row in (ops or {}).get('ops', []):
+        rows[row['size'], row['dtype'], row['layout'], row['op'], row['direction'], row['impl']] = row
     found = {}
-    for row in shift['ops']:
-        want = BANDWIDTH_TARGETS.get((row['op'], row['direction']))
-        if row['impl'] == 'kernel' and want and row['dtype'] in ('float32', 'float16'):
-            key = f"{row['op']} {row['direction']} {row['dtype']} {row['layout']} {row['size']} >= {want:.0%} of copy"
-            found[key] = {'want': want, 'got': row['copy_fraction'], 'met': row['copy_fraction'] >= want}
-    for row in shift['end_to_end']:
-        if 'latency_ratio' in row:
-            key = f"GhostEDSR/EDSR latency {row['dtype']} {row['mode']} <= {LATENCY_RATIO_TARGET}"
-            found[key] = {'want': LATENCY_RATIO_TARGET, 'got': row['latency_ratio'],
-                          'met': row['latency_ratio'] <= LATENCY_RATIO_TARGET}
+    for size in profile['ops']['sizes']:
+        for dtype in profile['ops']['dtypes']:
+            for layout in profile['ops']['layouts']:
+                for (op, direction), want in COPY_FRACTION.items():
+                    case = f'{op} {direction} {dtype} {layout} {size}'
+                    kernel = rows.get((size, dtype, layout, op, direction, 'kernel'))
+                    got = kernel and kernel['copy_fraction']
+                    found[f'{case}: kernel >= {want:.0%} of copy'] = _target(
+                        want, got, None if got is None else got >= want)
+                    others = [rows.get((size, dtype, layout, op, direction, impl)) for impl in ('reference',
+                                                                                                'depthwise')]
+                    fastest = min((r['time_us'] for r in others if r), default=None)
+                    got = kernel and fastest and kernel['time_us'] / fastest
+                    found[f'{case}: kernel no slower than the reference and cuDNN depthwise'] = _target(
+                        1.0, got, None if not got else got <= 1.0)
     return found
+
+
+def _latency_targets(eager, compiled, profile):
+    """The latency ratios (the faster layout's), the layer's, and eval against frozen under compile."""
+    rows = [row for data in (eager, compiled) if data for row in data['rows'] if 'error' not in row]
+
+    def best(part, mode, dtype):
+        candidates = [row for row in rows if (row['part'], row['mode'], row['dtype']) == (part, mode, dtype)]
+        return min(candidates, key=lambda row: row['ratio'], default=None)
+
+    found = {}
+    for (mode, dtype), want in LATENCY_RATIO.items():
+        row = best('model', mode, dtype)
+        found[f'GhostEDSR-L / EDSR-L x2 latency, {mode} {dtype} (faster layout) <= {want}'] = _target(
+            want, row and row['ratio'], row and row['ratio'] <= want, layout=row and row['layout'])
+    row = best('layer', 'eager', 'float16')
+    found[f'Ghost layer / conv latency, eager float16 (faster layout) <= {LAYER_RATIO}'] = _target(
+        LAYER_RATIO, row and row['ratio'], row and row['ratio'] <= LAYER_RATIO, layout=row and row['layout'])
+    measured = {(row['dtype'], row['layout']): row for row in rows
+                if (row['part'], row['mode']) == ('model', 'compiled')}
+    for dtype in profile['compiled']:
+        for layout in profile['layouts']:
+            row = measured.get((dtype, layout))
+            got = row and row['eval_over_frozen']
+            found[f'GhostEDSR-L eval mode / frozen under torch.compile, {dtype} {layout} <= {EVAL_OVER_FROZEN}'] = \
+                _target(EVAL_OVER_FROZEN, got, None if got is None else got <= EVAL_OVER_FROZEN)
+    return found
+
+
+def targets(folder, profile, steps):
+    """Every target of issue 21 against the figures in ``folder``: {target: {'want', 'got', 'met'}}."""
+    tests = read_json(folder, 'tests') or {}
+    counts = tests.get('counts', {})
+    bad = sum(counts.get(k, 0) for k in ('failure', 'error', 'crashed'))
+    found = {'GPU tests: every one runs and passes, none crashes': _target(
+        0, {'passed': counts.get('passed', 0), 'skipped': counts.get('skipped', 0), 'not passed': bad},
+        None if not counts.get('passed', 0) + bad else bad == 0 and steps['tests']['status'] == 'ok')}
+    half = next((outcome for test_id, outcome in tests.get('tests', {}).items() if test_id.endswith(
+        HALF_UPSCALE_TEST)), None)
+    found['ghostsr upscale in float16 within 1 grey level of float32 (demo images)'] = _target(
+        'passed', half, None if half is None or half.startswith('skipped') else half == 'passed')
+    found.update(_kernel_targets(read_json(folder, 'ops'), profile))
+    found.update(_latency_targets(read_json(folder, 'latency_eager'), read_json(folder, 'latency_compiled'), profile))
+    return found
+
+
+def check(args):
+    """Run every step within the profile's budget, then write summary.json; the exit status."""
+    profile = PROFILES['dry' if args.dry_run else 'quick' if args.quick else 'full']
+    clashes = [name for name in FILES if osp.exists(osp.join(args.out, name))]
+    if clashes and not args.overwrite:
+        print(f'error: {args.out} already holds {", ".join(clashes)}; pass --overwrite to replace them',
+              file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    for name in clashes:
+        os.remove(osp.join(args.out, name))
+    if not args.dry_run:
+        os.environ['GHOSTSR_CUDA'] = '1'  # (a kernel that fails is an error here, not a fallback)
+    else:
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    deadline = time.monotonic() + profile['budget'] - STOP_GRACE - 5  # (5 s: the summary)
+    steps = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        junit = osp.join(scratch, 'tests.xml')
+        for index, step in enumerate(STEPS):
+            cap, _ = profile['limits'][step]
+            reserved = sum(profile['limits'][later][1] for later in STEPS[index + 1:])
+            timeout = min(cap, deadline - time.monotonic() - reserved)
+            if timeout <= 0:
+                steps[step] = {'status': 'not run: out of time', 'seconds': 0}
+                continue
+            begin, command = time.monotonic(), step_command(step, profile, args.out, junit)
+            status, timed_out, output = run_limited(command, timeout)
+            if step == 'tests':
+                write_json(osp.join(args.out, 'tests.json'), tests_record(junit, status, command))
+                failed = status not in (0, 5)  # (5: every test deselected, as on a CPU)
+            else:
+                failed = status != 0
+            steps[step] = {'status': f'timed out after {timeout:.0f} s' if timed_out else 'failed' if failed else 'ok',
+                           'seconds': time.monotonic() - begin, 'limit_seconds': timeout,
+                           'last_lines': output.strip().splitlines()[-25:]}
+            print(f"{step}: {steps[step]['status']} in {steps[step]['seconds']:.0f} s", file=sys.stderr, flush=True)
+    import torch
+
+    from ghostsr_plugin import cost
+
+    summary = {'device': cost.device_name('cpu' if args.dry_run else 'cuda'),
+               'date': datetime.datetime.now(datetime.timezone.utc).isoformat(), 'dry_run': args.dry_run,
+               'quick': args.quick, 'torch': torch.__version__, 'budget_seconds': profile['budget'], 'steps': steps,
+               'targets': targets(args.out, profile, steps)}
+    write_json(osp.join(args.out, 'summary.json'), summary)
+    met = [t['met'] for t in summary['targets'].values()]
+    print(f'targets: {met.count(True)} met, {met.count(False)} not met, {met.count(None)} not measured '
+          f'(of {len(met)}); {args.out}/summary.json', file=sys.stderr)
+    return 1 if any(step['status'] != 'ok' for step in steps.values()) else 0
+
+
+def _percent(value):
+    return '—' if value is None else f'{100 * value:.0f}%'
+
+
+def _figure(value, digits=3):
+    return '—' if value is None else f'{value:.{digits}f}'
+
+
+def _met(met):
+    return {True: 'met', False: '**not met**', None: 'not measured'}[met]
+
+
+def tables(folder):
+    """Markdown: the run's targets, each kernel's share of the copy bandwidth, and the latency rows."""
+    summary = read_json(folder, 'summary') or {}
+    found = summary.get('targets', {})
+    kernel = {k: v for k, v in found.items() if ': kernel' in k}
+    other = {k: v for k, v in found.items() if k not in kernel}
+    met = [t['met'] for t in found.values()]
+    lines = [f"{summary.get('device', '?')}, torch {summary.get('torch', '?')}, {summary.get('date', '?')[:10]}"
+             f"{' (dry run: figures mean nothing)' if summary.get('dry_run') else ''}: {met.count(True)} targets met, "
+             f'{met.count(False)} not met, {met.count(None)} not measured, from `{folder}`.', '',
+             '| target | figure | |', '| --- | ---: | --- |']
+    for name, target in other.items():
+        got = target['got']
+        shown = _figure(got) if isinstance(got, float) else '—' if got is None else str(got).replace('|', '/')
+        layout = f" ({target['layout']})" if target.get('layout') else ''
+        lines.append(f"| {name} | {shown}{layout} | {_met(target['met'])} |")
+    ops = read_json(folder, 'ops')
+    if ops:
+        lines += ['', f"Share of the copy bandwidth ({ops['copy_gb_per_s']:.0f} GB/s), kernel against the PyTorch "
+                  'reference and cuDNN depthwise; target 85% (train backward: 75%), and no slower than either:', '',
+                  '| size | dtype | layout | op | direction | kernel | reference | depthwise | |',
+                  '| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |']
+        by_case = {}
+        for row in ops['ops']:
+            by_case.setdefault((row['size'], row['dtype'], row['layout'], row['op'], row['direction']), {})[
+                row['impl']] = row['copy_fraction']
+        for (size, dtype, layout, op, direction), impls in by_case.items():
+            case = f'{op} {direction} {dtype} {layout} {size}'
+            verdicts = [v['met'] for k, v in kernel.items() if k.startswith(case + ':')]
+            verdict = 'met' if verdicts and all(verdicts) else _met(False if False in verdicts else None)
+            lines.append(f"| {size} | {dtype} | {layout} | {op} | {direction} | {_percent(impls.get('kernel'))} | "
+                         f"{_percent(impls.get('reference'))} | {_percent(impls.get('depthwise'))} | {verdict} |")
+    latency = [data for data in (read_json(folder, step) for step in ('latency_eager', 'latency_compiled')) if data]
+    rows = [row for data in latency for row in data['rows']]
+    if rows:
+        layer, model = latency[0]['layer'], latency[0]['model']
+        lines += ['', f"Latency (ms, median, timed in turn), Ghost against plain: the layer is {layer['plain']} "
+                  f"against {layer['ghost']} on {layer['input']}, the model {model['plain']} against "
+                  f"{model['ghost']} ({model['num_feat']} features, {model['num_block']} blocks) on "
+                  f"{model['input']}; compiled: the Ghost model frozen, and in eval mode:", '',
+                  '| part | mode | dtype | layout | plain | Ghost | Ghost eval | Ghost / plain | eval / frozen |',
+                  '| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |']
+        for row in rows:
+            ms = row.get('ms', {})
+            lines.append(f"| {row['part']} | {row['mode']} | {row['dtype']} | {row['layout']} | "
+                         f"{_figure(ms.get('plain'), 2)} | {_figure(ms.get('ghost'), 2)} | "
+                         f"{_figure(ms.get('ghost eval'), 2)} | {_figure(row.get('ratio'))} | "
+                         f"{_figure(row.get('eval_over_frozen'))} |" if 'error' not in row else
+                         f"| {row['part']} | {row['mode']} | {row['dtype']} | {row['layout']} | failed: "
+                         f"{row['error'][:60]} | | | | |")
+    return '\n'.join(lines) + '\n'
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dry-run', action='store_true', help='the same steps on the CPU, tiny sizes')
-    parser.add_argument('--out', default=osp.join('benchmarks', 'results', 'gpu'), help='folder for the JSON files')
+    parser.add_argument('--quick', action='store_true', help='fewer cases, in 4 minutes')
+    parser.add_argument('--out', help='folder for the JSON files (default: benchmarks/results/gpu/<gpu>_<date>; '
+                        'with --dry-run, results/gpu_check_dry_run)')
     parser.add_argument('--overwrite', action='store_true', help='replace JSON files a previous run left there')
+    parser.add_argument('--tables', metavar='DIR', help="render the tables of a run's JSON instead of running")
+    parser.add_argument('--into', help='with --tables: put them into this Markdown file, between its markers')
+    parser.add_argument('--environment', metavar='PATH', help=argparse.SUPPRESS)  # (the environment step itself)
     args = parser.parse_args()
-    clashes = [name for name in FILES if osp.exists(osp.join(args.out, name))]
-    if clashes and not args.overwrite:
-        parser.exit(2, f'error: {args.out} already holds {", ".join(clashes)}; pass --overwrite to replace them\n')
-    os.makedirs(args.out, exist_ok=True)
+    if args.environment:
+        return environment(args.environment)
+    if args.tables:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        from ablation import write_into  # (the same marker-delimited replacement as the ablation's table)
+
+        from ghostsr_plugin.errors import exit_on_input_error
+
+        text = tables(args.tables)
+        print(text, end='')
+        if args.into:
+            with exit_on_input_error(parser):
+                write_into(args.into, text, BEGIN, END)
+        return 0
     if not args.dry_run:
-        os.environ['GHOSTSR_CUDA'] = '1'  # (a kernel that fails is an error here, not a fallback)
-    settings = DRY if args.dry_run else REAL
+        import torch
 
-    import torch
-
-    from ghostsr_plugin import cost
-
-    if not args.dry_run and not torch.cuda.is_available():
-        parser.exit(2, 'error: no CUDA GPU visible (use --dry-run to try the steps on the CPU)\n')
-    device = torch.device('cpu' if args.dry_run else 'cuda')
-    common = {'device': cost.device_name(device), 'date': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              'dry_run': args.dry_run}
-    steps, shift = {}, None
-    for name, run in (('environment', lambda: step_environment(args.dry_run)),
-                      ('tests', lambda: step_tests(args.dry_run, settings)),
-                      ('shift', lambda: step_benchmark(args.out, settings))):
-        begin = time.perf_counter()
-        try:
-            data = run()
-            steps[name] = {'status': 'ok'}
-        except Exception as error:  # noqa: BLE001  (recorded; the next step still runs)
-            data, steps[name] = {'error': str(error)}, {'status': 'failed', 'error': str(error)}
-        steps[name]['seconds'] = time.perf_counter() - begin
-        print(f'{name}: {steps[name]["status"]} in {steps[name]["seconds"]:.0f} s', file=sys.stderr, flush=True)
-        if name == 'shift' and 'error' not in data:
-            shift = data
-        else:
-            write_json(args.out, f'{name}.json', data, common)
-    summary = {'steps': steps, 'targets': targets(shift) if shift else {}}
-    write_json(args.out, 'summary.json', summary, common)
-    print(json.dumps(summary, indent=1))
-    sys.exit(1 if any(step['status'] != 'ok' for step in steps.values()) else 0)
+        if not torch.cuda.is_available():
+            parser.exit(2, 'error: no CUDA GPU visible (use --dry-run to try the steps on the CPU)\n')
+        gpu = re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name().lower()).strip('-')
+        args.out = args.out or osp.join('benchmarks', 'results', 'gpu', f'{gpu}_{datetime.date.today()}')
+    args.out = args.out or osp.join('results', 'gpu_check_dry_run')
+    return check(args)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

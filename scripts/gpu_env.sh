@@ -6,7 +6,7 @@
 #   pip wheel --no-deps --no-build-isolation -w .whl basicsr==1.4.2   # basicsr ships an sdist only
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #       -d .whl lmdb addict
-# (torch, ninja, nvcc and basicsr's other needs are on this workplace's H100/H200 image).
+# (torch, ninja, nvcc, pytest-xdist and basicsr's other needs are on this workplace's H100/H200 image).
 PYTHON=${PYTHON:-python3}
 if compgen -G '.whl/*.whl' > /dev/null; then
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ghostsr_site .whl/*.whl

@@ -18,14 +18,19 @@ STANDARD_OPS = {'Add', 'Concat', 'Conv', 'DepthToSpace', 'Div', 'Mul', 'Pad', 'R
                 'Sub', 'Constant', 'Gather', 'Unsqueeze'}
 
 
-def trained_frozen(arch, seed=0, **kwargs):
-    """A small frozen Ghost net whose orientations point in varied directions, as after training."""
+def trained(arch, seed=0, **kwargs):
+    """A small Ghost net in eval mode whose orientations point in varied directions, as after training."""
     torch.manual_seed(seed)
     plain, args = SMALL[arch]
     net = ARCH_REGISTRY.get(arch)(3, 3, upscale=2, **args, **kwargs)
     for layer in ghost_layers(net):
         torch.nn.init.normal_(layer.logits, std=3)
-    return freeze(net.eval())
+    return net.eval()
+
+
+def trained_frozen(arch, seed=0, **kwargs):
+    """:func:`trained`, frozen."""
+    return freeze(trained(arch, seed, **kwargs))
 
 
 @pytest.mark.parametrize('dy', [-2, -1, 0, 1, 2])
@@ -35,11 +40,21 @@ def test_traceable_shift_is_the_reference_shift(dy, dx):
     assert torch.equal(traceable.shift(x, dy, dx), reference.shift(x, (dy, dx)))  # pure copies: exact
 
 
+@pytest.mark.parametrize('dy', [-2, -1, 0, 1, 5])
+@pytest.mark.parametrize('dx', [-4, 0, 1, 3])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_shift_by_a_tensor_offset_is_the_reference_shift(dy, dx, channels_last):
+    x = torch.rand(2, 3, 5, 4)  # offsets up to and beyond the image's size
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    assert torch.equal(traceable.shift_at(x, torch.tensor([dy, dx])), reference.shift(x, (dy, dx)))
+
+
 @pytest.mark.parametrize('num_ghost, offsets', [(6, ((1, -1),)), (6, ((0, 1), (-1, -1))), (10, ((1, 1), (0, -1)))])
 def test_traceable_ghost_features_is_the_reference(num_ghost, offsets):
     x1 = torch.rand(2, 4, 6, 5)  # num_ghost 10 > 4 intrinsic channels: sources reused in order
     expected = reference.ghost_features(x1, num_ghost, torch.tensor(offsets))
     assert torch.equal(traceable.ghost_features(x1, num_ghost, offsets), expected)  # copies and zeros: exact
+    assert torch.equal(traceable.ghost_features_at(x1, num_ghost, torch.tensor(offsets)), expected)
 
 
 def test_static_offsets_follow_freeze_and_loading():
@@ -83,6 +98,46 @@ def test_compiled_frozen_model_equals_eager(arch):
         expected = net(x)
         compiled = torch.compile(net, fullgraph=True)(x)
     torch.testing.assert_close(compiled, expected, atol=1e-5, rtol=0)
+
+
+def graph_ops(net, x):
+    """``(output, names of the ops in the graph)`` of ``net(x)`` compiled whole (fullgraph: a graph break raises)."""
+    targets = set()
+
+    def recording_backend(graph_module, example_inputs):
+        targets.update(str(node.target) for node in graph_module.graph.nodes if node.op == 'call_function')
+        return graph_module.forward
+
+    with torch.no_grad():
+        out = torch.compile(net, fullgraph=True, backend=recording_backend)(x)
+    return out, targets
+
+
+@pytest.mark.parametrize('arch', list(SMALL))
+def test_compiled_eval_model_is_plain_tensor_ops_in_one_graph(arch):
+    net = trained(arch)
+    x = torch.rand(1, 3, 11, 9)
+    out, targets = graph_ops(net, x)
+    assert not [t for t in targets if 'ghostsr' in t], targets  # no opaque op for the compiler to stop at
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(x), atol=1e-5, rtol=0)
+
+
+def test_inductor_compiled_eval_model_equals_eager_and_follows_its_logits_without_recompiling():
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    net = trained('GhostEDSR', orientation_groups=2).to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 12, 10).contiguous(memory_format=torch.channels_last)
+    counter = CompileCounterWithBackend('inductor')
+    compiled = torch.compile(net, fullgraph=True, backend=counter)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), net(x), atol=1e-5, rtol=0)
+        before = [layer.offset().clone() for layer in ghost_layers(net)]
+        for layer in ghost_layers(net):
+            layer.logits.copy_(layer.logits.flip(-1))  # (what an EMA update or a training step does)
+        assert any(not torch.equal(a, layer.offset()) for a, layer in zip(before, ghost_layers(net)))
+        torch.testing.assert_close(compiled(x), net(x), atol=1e-5, rtol=0)
+    assert counter.frame_count == 1
 
 
 def test_compiled_training_step_learns_the_orientation():

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from ghostsr_plugin import ops
-from ghostsr_plugin.archs import GhostConv2d
+from ghostsr_plugin.archs import GhostConv2d, ghost_layers
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
 from ghostsr_plugin.ops import extension, library, reference
 
@@ -168,7 +168,10 @@ def test_torch_compile_traces_through_the_ops(training):
 
 
 def test_torch_export_keeps_the_ops():
-    model = GhostEDSR(3, 3, num_feat=8, num_block=2, upscale=2).eval()
+    # (in eval mode a graph gets the shift as plain tensor ops; held orientations in training use the op)
+    model = GhostEDSR(3, 3, num_feat=8, num_block=2, upscale=2).train()
+    for layer in ghost_layers(model):
+        layer.learn_orientation = False
     x = torch.rand(1, 3, 10, 12)
     exported = torch.export.export(model, (x,))
     targets = {str(node.target) for node in exported.graph.nodes if node.op == 'call_function'}

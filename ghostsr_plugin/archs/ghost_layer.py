@@ -162,16 +162,9 @@ class GhostConv2d(nn.Module):
 
     def forward(self, x):
         x1 = self.primary(x)
+        if (self.frozen or not self.training) and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            return self._graph_forward(x1)
         groups = self.primary.groups
-        if self.frozen and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
-            # A graph: the shift as plain tensor ops (per conv group on (N, groups, C / groups, H, W)).
-            if groups == 1 and torch.onnx.is_in_onnx_export():
-                return traceable.ghost_features_by_conv(x1, self.shift_kernel)
-            if groups == 1:
-                return traceable.ghost_features(x1, self.num_ghost, self.static_offsets)
-            out = traceable.ghost_features(x1.unflatten(1, (groups, -1)), self.num_ghost // groups,
-                                           self.static_offsets)
-            return out.flatten(1, 2)
         if groups > 1:
             # Conv group g as sample g of a batch G times larger: the ordinary Ghost layer
             # within each group, laid out per group (a free view of a contiguous x1).
@@ -185,6 +178,24 @@ class GhostConv2d(nn.Module):
         if groups > 1:
             out = out.reshape(n, self.out_channels, h, w)
         return out
+
+    def _graph_forward(self, x1):
+        """The shift as plain tensor ops, which a compiler fuses with the ops around it (a frozen or eval layer).
+
+        Frozen: slicing and padding by the constant offsets (ONNX: a one-hot depthwise conv);
+        eval: a gather at the argmax offsets, which stay a tensor (no sync, no recompile).
+        A group conv's output is shifted per conv group, on (N, groups, C / groups, H, W).
+        """
+        groups = self.primary.groups
+        if self.frozen and groups == 1 and torch.onnx.is_in_onnx_export():
+            return traceable.ghost_features_by_conv(x1, self.shift_kernel)
+        grouped = x1.unflatten(1, (groups, -1)) if groups > 1 else x1
+        num_ghost = self.num_ghost // groups
+        if self.frozen:
+            out = traceable.ghost_features(grouped, num_ghost, self.static_offsets)
+        else:
+            out = traceable.ghost_features_at(grouped, num_ghost, self.offset())
+        return out.flatten(1, 2) if groups > 1 else out
 
     def extra_repr(self):
         groups = (self.offsets if self.frozen else self.logits).shape[0]

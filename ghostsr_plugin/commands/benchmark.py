@@ -13,7 +13,8 @@ pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts z
 latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
 on one forward pass producing 1280 x 720, whole image; the networks of one run are timed in
 turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
-networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs.
+networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs; on a
+CUDA device in float16 unless --fp32 (each JSON records the precision and layout).
 --tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
 SHA-256, data SHA-256 and every option of the run; for the ``net_g_latest.pth`` of a run trained with
 FastSRModel or GhostSRModel, also how it was trained (its ``training.json``: iterations, wall time, it/s, device).
@@ -66,6 +67,7 @@ def add_arguments(parser):
     parser.add_argument('--engine', choices=engines.ENGINES, default='eager',
                         help='where the networks run, for latency and outputs alike; every engine runs the frozen '
                         'model (default: %(default)s)')
+    engines.add_arguments(parser)
     parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
     parser.add_argument('--latency_only', action='store_true',
                         help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
@@ -180,7 +182,8 @@ def _load_network(model, scale, args, device):
     net = net.to(device)
     x = cost_input(scale, device)
     cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
-    run = engines.prepare(net, args.engine, args.threads, device)  # (frozen: the logits are no deployed parameter)
+    # (frozen: the logits are no deployed parameter)
+    run = engines.prepare(net, args.engine, args.threads, device, **engines.settings(args, device))
     if args.tile is not None:
         warning = overlap_warning(net, args.tile_overlap)
         if warning:
@@ -205,7 +208,8 @@ def _latencies(loaded, args, device):
     seconds, method = interleaved_latency(calls, device, args.warmup, args.repeats)
     threads = args.threads if args.engine == 'onnxruntime' else torch.get_num_threads()
     return {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
-                   'device': device_name(device), 'engine': args.engine, 'threads': threads,
+                   'device': device_name(device), 'engine': args.engine, **engines.settings(args, device),
+                   'threads': threads,
                    'input': list(calls[name].args[0].shape)} for name in calls}
 
 

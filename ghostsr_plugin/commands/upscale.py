@@ -2,6 +2,7 @@
 
 The model comes from an option file or --arch/--arch_args with a checkpoint (a training
 or deploy checkpoint; Ghost layers are frozen), or from an exported ONNX file (--onnx).
+On a CUDA device the model runs in float16 unless --fp32 says otherwise.
 Grayscale, RGB and RGBA images, 8- or 16-bit PNG and JPEG: each output is the same kind as
 its input (alpha upscaled bicubically). Outputs are written whole under the input's name;
 an input is never overwritten, and existing outputs only with --overwrite. A run that stops
@@ -39,6 +40,7 @@ def add_arguments(parser):
     parser.add_argument('--threads', type=positive_int, help="CPU threads (default: the engine's)")
     parser.add_argument('--device', type=torch_device, default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='torch device for eager and compile (default: %(default)s)')
+    engines.add_arguments(parser)
     parser.add_argument('--tile', type=positive_int, help='process each image in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=int, default=16,
                         help='LR pixels of context around each tile (default: %(default)s; see docs for the '
@@ -86,10 +88,15 @@ def _model(args):
             raise InputError(f'--onnx runs on --engine onnxruntime, found --engine {args.engine}')
         if not osp.isfile(args.onnx):
             raise InputError(f'--onnx {args.onnx} does not exist')
+        if args.precision or args.layout:
+            raise InputError('--half, --fp32 and --layout apply to -opt/--arch models; --onnx runs the file as '
+                             'exported')
         run, net = session_runner(onnx_session(args.onnx, args.threads)), None
     else:
         net = trained_model.load_frozen(args)[0]
-        run = engines.prepare(net, args.engine or 'eager', args.threads, args.device)
+        setting = engines.settings(args, args.device)
+        print(f"running on {args.device} in {setting['precision']}, {setting['layout']}")
+        run = engines.prepare(net, args.engine or 'eager', args.threads, args.device, **setting)
     probe = run(torch.zeros(1, 3, 8, 8))
     return run, probe.shape[-1] // 8, net
 

@@ -1,13 +1,16 @@
-"""The frozen Ghost layer in plain tensor ops, for graphs (torch.export, ONNX, torch.compile).
+"""The Ghost layer in plain tensor ops, for graphs (torch.export, ONNX, torch.compile).
 
 A frozen layer's offsets are constants, so its shift is a zero pad with a negative far
 side (a crop), which inductor fuses with the ops around it instead of stopping at an opaque
-custom op. For ONNX the shift is a depthwise convolution with a one-hot kernel instead (the
-official code's form): ONNX runtimes keep convolutions in their blocked layouts (onnxruntime's
-NCHWc) and fuse them, while a Pad between two convolutions makes them convert the layout back
-and forth; the extra cost, 2 (2d+1)^2 FLOPs per ghost value, is about 2% of the layer's.
-Same convention as the reference: ``out[..., i, j] = x[..., i - dy, j - dx]`` inside the
-image, 0 elsewhere.
+custom op. A layer in eval mode that is not frozen has its offsets as a tensor (the argmax
+of its logits): its shift is a gather at ``(i - dy, j - dx)``, masked to zero outside the
+image (:func:`ghost_features_at`), which inductor fuses the same way with no host sync and
+no recompilation when the logits change. For ONNX a frozen shift is a depthwise convolution
+with a one-hot kernel instead (the official code's form): ONNX runtimes keep convolutions in
+their blocked layouts (onnxruntime's NCHWc) and fuse them, while a Pad between two
+convolutions makes them convert the layout back and forth; the extra cost, 2 (2d+1)^2 FLOPs
+per ghost value, is about 2% of the layer's. Same convention as the reference:
+``out[..., i, j] = x[..., i - dy, j - dx]`` inside the image, 0 elsewhere.
 """
 import torch
 from torch.nn import functional as F
@@ -57,4 +60,28 @@ def ghost_features(x1, num_ghost, offsets):
     source = _ghost_source(x1, num_ghost)
     per_group = num_ghost // len(offsets)
     ghosts = [shift(source[..., g * per_group:(g + 1) * per_group, :, :], dy, dx) for g, (dy, dx) in enumerate(offsets)]
+    return torch.cat([x1, *ghosts], dim=-3)
+
+
+def shift_at(x, offset):
+    """Shift ``x`` (..., H, W) by ``offset``, a (2,) integer tensor ``(dy, dx)``, with zero fill.
+
+    A gather from ``x`` flattened over (H, W) at the clamped source index, then zeros where the
+    source lies outside the image: one index per output element, so the offset never leaves
+    the device.
+    """
+    h, w = x.shape[-2:]
+    rows = torch.arange(h, device=x.device) - offset[0]
+    cols = torch.arange(w, device=x.device) - offset[1]
+    inside = ((rows >= 0) & (rows < h))[:, None] & ((cols >= 0) & (cols < w))
+    source = (rows[:, None] * w + cols).clamp(0, h * w - 1)
+    return torch.where(inside, x.flatten(-2)[..., source], 0)
+
+
+def ghost_features_at(x1, num_ghost, offsets):
+    """:func:`ghost_features` with ``offsets`` a (G, 2) integer tensor, as ``ops.ghost_features`` takes them."""
+    source = _ghost_source(x1, num_ghost)
+    per_group = num_ghost // offsets.shape[0]
+    ghosts = [shift_at(source[..., g * per_group:(g + 1) * per_group, :, :], offsets[g])
+              for g in range(offsets.shape[0])]
     return torch.cat([x1, *ghosts], dim=-3)
