@@ -1,6 +1,6 @@
 """The result format of ``ghostsr benchmark``, which the leaderboard reads: a leaf, no torch.
 
-One JSON per model, scale and engine (``result_path``), marked ``'format': RESULT_FORMAT``;
+One JSON per model, scale, engine and precision (``result_path``), marked ``'format': RESULT_FORMAT``;
 test sets in BasicSR's layout (``set_folders``) and listed in the literature's order.
 """
 import hashlib
@@ -38,7 +38,7 @@ def portable_path(path):
     return None if path is None else osp.relpath(osp.abspath(osp.expanduser(path)))
 
 
-def result_path(out, name, scale, engine='eager'):
-    """Where a result goes: one file per model, scale and (beyond eager PyTorch) engine."""
-    suffix = '' if engine == 'eager' else f'_{engine}'
+def result_path(out, name, scale, engine='eager', precision='fp32'):
+    """Where a result goes: one file per model, scale and (beyond eager float32 PyTorch) engine and precision."""
+    suffix = ('' if engine == 'eager' else f'_{engine}') + ('' if precision == 'fp32' else f'_{precision}')
     return osp.join(out, f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}_x{scale}{suffix}.json")

@@ -301,7 +301,7 @@ def evaluate(runner, data, runs):
     runner.run('evaluate', python_command(
         'ghostsr', 'benchmark', 'bicubic', *(osp.join(runner.logs, f'{r}.yml') for r in runs),
         '--data', data['test_root'], '--sets', *data['test_sets'], '--scales', str(SCALE), '--out', runner.args.out,
-        '--baseline', NAMES['plain'], '--device', runner.settings['device'], '--overwrite',
+        '--baseline', NAMES['plain'], '--device', runner.settings['device'], '--fp32', '--overwrite',  # (PSNR: fp32)
         *runner.settings['benchmark']))
     results = {}
     for name in names:

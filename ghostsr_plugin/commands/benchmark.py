@@ -228,13 +228,14 @@ def run(args):
     if args.tile is not None and args.tile_overlap is None:
         raise InputError('--tile needs --tile_overlap (LR pixels of context around each tile)')
     device = args.device
+    precision = engines.settings(args, device)['precision']
     scales, sets = _scales(args, models), [] if args.latency_only else _sets(args)
     runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
     pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
     paths = {}
     for model, scale in runs:
         name = model if model == BICUBIC else model['name']
-        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
+        path = result_path(args.out, name, scale, *(('eager',) if model == BICUBIC else (args.engine, precision)))
         if path in paths:
             raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
@@ -276,7 +277,7 @@ def run(args):
             'environment': environment(), 'options': options,
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
-        path = result_path(args.out, name, scale, args.engine if model != BICUBIC else 'eager')
+        path = result_path(args.out, name, scale, *(('eager',) if model == BICUBIC else (args.engine, precision)))
         with atomic_path(path) as temporary, open(temporary, 'w') as f:  # --out is made by the first result
             json.dump(record, f, indent=1)
         summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
