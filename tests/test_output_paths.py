@@ -322,3 +322,16 @@ def test_published_results_are_reproducible_from_the_repository():
         recorded = (model.get('sha256') or {}).get(option_file)
         if recorded:
             assert sha256([osp.join(REPO_ROOT, option_file)]) == recorded, f'{path}: {option_file} changed since'
+
+
+def test_benchmark_finds_the_runs_checkpoint_under_another_row_name(model_files, tmp_path, monkeypatch):  # noqa: F811
+    run = tmp_path / 'experiments' / 'm' / 'models'  # the option file's name is 'm'
+    run.mkdir(parents=True)
+    os.replace(model_files['checkpoint'], run / 'net_g_latest.pth')
+    opt = write_options(tmp_path / 'run.yml', {'name': 'm', 'scale': 2, 'network_g': NET, 'path': {}})
+    monkeypatch.chdir(tmp_path)
+    ghostsr_main(['benchmark', opt, '--name', 'Shown name', '--latency_only', '--repeats', '1', '--warmup', '0',
+                  '--latency_size', '8', '8', '--out', 'results'])
+    record = json.loads((tmp_path / 'results' / 'Shown_name_x2.json').read_text())
+    assert record['model']['checkpoint'] == osp.join('experiments', 'm', 'models', 'net_g_latest.pth')
+    assert record['model']['option_file'] == 'run.yml'  # relative to the working directory

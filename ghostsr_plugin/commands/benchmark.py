@@ -92,7 +92,8 @@ def network_models(args):
         opt = load_option_file(path)
         network = check_network_options(path, opt)
         path_opt = opt.get('path') or {}
-        models.append({'name': opt.get('name') or network['type'], 'option_file': path, 'network_g': network,
+        models.append({'name': opt.get('name') or network['type'], 'run': opt.get('name'), 'option_file': path,
+                       'network_g': network,
                        'scale': opt.get('scale', network.get('upscale')),
                        'checkpoint': path_opt.get('pretrain_network_g'),
                        'param_key': path_opt.get('param_key_g', args.param_key)})
@@ -110,8 +111,9 @@ def network_models(args):
         model.update({k: v for k, v in (('checkpoint', args.checkpoint), ('name', args.name)) if v})
         model['baseline'] = args.baseline if args.baseline != model['name'] else None
         source = model['option_file'] or '--arch'
-        if not model['checkpoint'] and model['option_file'] and osp.isfile(latest_checkpoint(model['name'])):
-            model['checkpoint'] = latest_checkpoint(model['name'])
+        run = model.get('run')  # (the option file's name: its experiment folder, whatever --name shows)
+        if not model['checkpoint'] and run and osp.isfile(latest_checkpoint(run)):
+            model['checkpoint'] = latest_checkpoint(run)
         if not model['checkpoint'] and not args.latency_only:
             raise InputError(f'{source}: no checkpoint; set path.pretrain_network_g or pass --checkpoint')
         if model['checkpoint']:
