@@ -18,8 +18,12 @@ from ghostsr_plugin.onnx_export import export_onnx, onnx_session, session_runner
 ENGINES = ('eager', 'compile', 'onnxruntime')
 
 
-def prepare(net, engine, threads=None, device='cpu'):
-    """``run(x)``: the frozen ``net`` on ``engine``, with ``threads`` CPU threads (default: torch's)."""
+def prepare(net, engine, threads=None, device='cpu', onnx_size=None):
+    """``run(x)``: the frozen ``net`` on ``engine``, with ``threads`` CPU threads (default: torch's).
+
+    ``onnx_size``: export the ONNX for inputs of this (N, C, H, W) only, for archs that torch.export
+    cannot trace at every size (BasicSR's SwinIR); by default any batch, height and width.
+    """
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': expected one of {', '.join(ENGINES)}")
     if threads:
@@ -30,7 +34,7 @@ def prepare(net, engine, threads=None, device='cpu'):
             raise InputError(f'--engine onnxruntime runs on the CPU here; found --device {device}')
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, 'model.onnx')
-            export_onnx(net, path)
+            export_onnx(net, path, **({} if onnx_size is None else {'example_size': onnx_size, 'dynamic': False}))
             return session_runner(onnx_session(path, threads))
     module = torch.compile(net) if engine == 'compile' else net
 

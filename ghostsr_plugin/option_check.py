@@ -14,6 +14,8 @@ import yaml
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
+from ghostsr_plugin.archs.ghost_arch import Ghost
+from ghostsr_plugin.archs.ghost_arch import check_section as check_ghost_section
 from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import check_section as check_ghost_init_section
@@ -97,10 +99,12 @@ class _Checker:
                 self.fail(f'{key}.{name}', f'missing (required by {target.__name__})')
 
     def network(self, key):
-        """The arch class of the network section at ``key``, its arguments checked."""
+        """The arch class of the network section at ``key``, its arguments checked (a ``Ghost`` one's base too)."""
         section = self.get(key, dict)
         arch = self.registered(f'{key}.type', ARCH_REGISTRY, 'arch')
         self.arguments(key, arch, section)
+        if arch is Ghost:
+            check_ghost_section(self, key)
         return arch
 
     def folder(self, key):

@@ -167,16 +167,16 @@ def _mean_std(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def load_records(results):
-    """The ablation JSONs in folder ``results``, in file order."""
+def load_records(results, record_format=FORMAT):
+    """The JSONs of ``record_format`` (the ablation's) in folder ``results``, in file order."""
     records = []
     for path in sorted(glob.glob(osp.join(results, '*.json'))):
         with open(path) as f:
             record = json.load(f)
-        if record.get('format') == FORMAT:
+        if record.get('format') == record_format:
             records.append(record)
     if not records:
-        raise InputError(f'no ablation results ({FORMAT} JSONs) in {results}')
+        raise InputError(f'no results ({record_format} JSONs) in {results}')
     return records
 
 
@@ -251,16 +251,16 @@ def plot(results, path):
         fig.savefig(temporary, dpi=110, format=osp.splitext(path)[1][1:] or 'png')
 
 
-def write_into(path, text):
-    """Replace what lies between ``BEGIN`` and ``END`` in the Markdown file ``path`` with ``text``."""
+def write_into(path, text, begin=BEGIN, end=END):
+    """Replace what lies between the marker lines ``begin`` and ``end`` in the Markdown file ``path`` with ``text``."""
     with open(path) as f:
         document = f.read()
-    if document.count(BEGIN) != 1 or document.count(END) != 1 or document.index(BEGIN) > document.index(END):
-        raise InputError(f'{path}: expected one {BEGIN} line and, after it, one {END} line')
-    head, rest = document.split(BEGIN)
-    tail = rest.split(END)[1]
+    if document.count(begin) != 1 or document.count(end) != 1 or document.index(begin) > document.index(end):
+        raise InputError(f'{path}: expected one {begin} line and, after it, one {end} line')
+    head, rest = document.split(begin)
+    tail = rest.split(end)[1]
     with atomic_path(path) as temporary, open(temporary, 'w') as f:
-        f.write(f'{head}{BEGIN}\n{text}{END}{tail}')
+        f.write(f'{head}{begin}\n{text}{end}{tail}')
 
 
 def main():
