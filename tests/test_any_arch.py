@@ -1,5 +1,6 @@
 """The Ghost wrapper: any registered arch's convs as Ghost layers, from the option file alone."""
 import copy
+import os.path as osp
 
 import pytest
 import torch
@@ -271,3 +272,24 @@ def test_a_resumed_wrapper_run_retraces_the_uninterrupted_one(tmp_path, tiny_opt
     for key in ('params', 'params_ema'):
         for name, value in states['whole'][key].items():
             assert torch.equal(states['parts'][key][name], value), f'{key}.{name}'
+
+
+def test_the_cost_table_is_generated_from_the_measured_jsons(tmp_path):
+    import importlib.util
+    import json
+
+    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'scripts', 'any_arch_table.py')
+    spec = importlib.util.spec_from_file_location('any_arch_table', path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    record = {'format': script.FORMAT, 'model': 'MSRResNet_x4', 'note': 'published size', 'ghost_layers': 32,
+              'params': {'plain': 1000, 'ghost': 600}, 'flops': {'plain': 4e9, 'ghost': 3e9}, 'device': 'a CPU',
+              'latency': {e: {'plain': 2.0, 'ghost': s, 'input': [1, 3, 64, 48], 'warmup': 1, 'repeats': 5}
+                          for e, s in (('eager', 1.5), ('onnxruntime', 1.0))}}
+    (tmp_path / 'MSRResNet_x4.json').write_text(json.dumps(record))
+    (tmp_path / 'other.json').write_text(json.dumps({'format': 'something else'}))  # not a cost record: skipped
+    lines = script.table(str(tmp_path)).splitlines()
+    assert lines[0].endswith('| latency Ghost/plain, eager | latency Ghost/plain, onnxruntime | LR timed |')
+    assert lines[2] == ('| MSRResNet x4 (published size) | 32 | 1,000 | 600 | 40.0% | 4.0 | 3.0 | 25.0% | 0.75 | 0.50 '
+                        '| 64x48 |')
+    assert 'median of 5 forward passes' in lines[-1] and 'a CPU' in lines[-1]
