@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 from functools import partial
 
 import torch
-from basicsr.archs import build_network
 
 from ghostsr_plugin import engines
 from ghostsr_plugin.archs import ghost_layers
@@ -61,6 +60,9 @@ def ghost_of(network):
 
 
 def measure_one(name, args):
+    """Count and time model ``name``; returns the path of its JSON."""
+    from basicsr.archs import build_network  # after ghostsr_plugin: its compat fixes come first
+
     spec = MODELS[name]
     sections = {'plain': spec['network'], 'ghost': ghost_of(spec['network'])}
     record = {'format': FORMAT, 'model': name, 'note': spec['note'], 'networks': sections}
