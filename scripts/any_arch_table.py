@@ -109,7 +109,7 @@ def table(results):
     lines = ['| ' + ' | '.join(header) + ' |', '| --- |' + ' ---: |' * (len(header) - 1)]
     for r in records:
         params, flops = r['params'], r['flops']
-        cells = [f"{r['model'].replace('_', ' ')} ({r['note']})", str(r['ghost_layers']),
+        cells = [r['model'].replace('_', ' '), str(r['ghost_layers']),
                  f"{params['plain']:,}", f"{params['ghost']:,}", _reduction(params),
                  f"{flops['plain'] / 1e9:,.1f}", f"{flops['ghost'] / 1e9:,.1f}", _reduction(flops)]
         for engine in engines_seen:
@@ -119,6 +119,7 @@ def table(results):
         cells.append('x'.join(map(str, timed['input'][2:])) if timed else '–')
         lines.append('| ' + ' | '.join(cells) + ' |')
     first = next(iter(records[0]['latency'].values()), {})
+    lines += [''] + [f"- {r['model'].replace('_', ' ')}: {r['note']}." for r in records]
     lines += ['', f"Params and FLOPs at one 1280 x 720 output; latency: median of {first.get('repeats')} forward "
               f"passes of the frozen networks after {first.get('warmup')} untimed, one thread, plain and Ghost in "
               f"turn, {records[0]['device']}."]
