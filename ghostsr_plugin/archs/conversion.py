@@ -5,8 +5,8 @@
 
 1. has a square odd kernel of 3 or more, stride 1, dilation 1, groups 1, 'same' zero
    padding and at least 2 output channels (a shift can stand in for part of it);
-2. sits inside a block: some module on its path below the top level is an element of an
-   ``nn.Sequential``, ``nn.ModuleList`` or ``nn.ModuleDict`` and holds convs (EDSR's residual
+2. sits inside a block: an element of an ``nn.Sequential``, ``nn.ModuleList`` or
+   ``nn.ModuleDict`` holds it, the element not being the conv itself (EDSR's residual
    blocks, RDN's dense blocks, RCAN's groups); single convs of the top level (EDSR's
    ``conv_after_body``) and upsamplers built of bare convs stay plain;
 3. by the trace (:mod:`.conv_graph`): does not read the network input with no conv in
