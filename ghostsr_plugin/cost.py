@@ -17,6 +17,8 @@ import torch
 from basicsr.archs import build_network
 from torch.utils.flop_counter import FlopCounterMode
 
+from ghostsr_plugin.archs.ghost_arch import upscale_factor
+
 OUTPUT_SIZE = (720, 1280)
 
 
@@ -44,11 +46,15 @@ def network_cost(network_opt):
     """``(params, flops)`` of the network a BasicSR ``network_g`` section builds, in eval mode.
 
     Costs no weights and no arithmetic: the network lives on the meta device. RDN at 720p
-    is counted in about a second.
+    is counted in about a second. An arch whose constructor needs real values (SwinIR's
+    reads a tensor with ``.item()``) is built and run on the CPU instead: the same counts, slowly.
     """
-    with torch.device('meta'):
-        net = build_network(copy.deepcopy(network_opt)).eval()
-    return count_params(net), count_flops(net, cost_input(network_opt['upscale'], 'meta'))
+    try:
+        with torch.device('meta'):
+            net, device = build_network(copy.deepcopy(network_opt)).eval(), 'meta'
+    except RuntimeError:
+        net, device = build_network(copy.deepcopy(network_opt)).eval(), 'cpu'
+    return count_params(net), count_flops(net, cost_input(upscale_factor(network_opt), device))
 
 
 def device_name(device):

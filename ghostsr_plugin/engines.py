@@ -43,8 +43,12 @@ def settings(args, device):
     return {'precision': args.precision or ('fp16' if cuda else 'fp32'), 'layout': args.layout or DEFAULT_LAYOUT}
 
 
-def prepare(net, engine, threads=None, device='cpu', precision='fp32', layout=DEFAULT_LAYOUT):
-    """``run(x)``: the frozen ``net`` on ``engine`` in ``precision`` and ``layout``, with ``threads`` CPU threads."""
+def prepare(net, engine, threads=None, device='cpu', precision='fp32', layout=DEFAULT_LAYOUT, onnx_size=None):
+    """``run(x)``: the frozen ``net`` on ``engine`` in ``precision`` and ``layout``, with ``threads`` CPU threads.
+
+    ``onnx_size``: export the ONNX for inputs of this (N, C, H, W) only, for archs that torch.export
+    cannot trace at every size (BasicSR's SwinIR); by default any batch, height and width.
+    """
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': expected one of {', '.join(ENGINES)}")
     if threads:
@@ -58,7 +62,7 @@ def prepare(net, engine, threads=None, device='cpu', precision='fp32', layout=DE
                              f'precision {precision}, layout {layout} (they apply to eager and compile)')
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, 'model.onnx')
-            export_onnx(net, path)
+            export_onnx(net, path, **({} if onnx_size is None else {'example_size': onnx_size, 'dynamic': False}))
             return session_runner(onnx_session(path, threads))
     dtype, memory_format = PRECISIONS[precision], LAYOUTS[layout]
     net = net.to(dtype=dtype, memory_format=memory_format)

@@ -26,10 +26,12 @@ def require_deploy_packages():
                          "pip install 'ghostsr-plugin[deploy]'")
 
 
-def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32)):
+def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32), dynamic=True):
     """Write ``net`` (eval mode, Ghost layers frozen) as ONNX to ``path``; ``half``: in float16.
 
-    The exporter's progress lines are kept quiet; its errors are raised as they are.
+    ``dynamic=False`` fixes the input to ``example_size``, for archs that torch.export cannot
+    trace at any size (BasicSR's SwinIR: its windows). The exporter's progress lines are kept
+    quiet; its errors are raised as they are.
     """
     require_deploy_packages()
     net = copy.deepcopy(net).eval().half() if half else net.eval()
@@ -38,7 +40,8 @@ def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32)):
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter('ignore')
         program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT_NAME],
-                                    output_names=[OUTPUT_NAME], dynamic_shapes=(dims,), verbose=False)
+                                    output_names=[OUTPUT_NAME], dynamic_shapes=(dims,) if dynamic else None,
+                                    verbose=False)
     program.save(path)
     return path
 

@@ -169,16 +169,16 @@ def _mean_std(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def load_records(results):
-    """The ablation JSONs in folder ``results``, in file order."""
+def load_records(results, record_format=FORMAT):
+    """The JSONs of ``record_format`` (the ablation's) in folder ``results``, in file order."""
     records = []
     for path in sorted(glob.glob(osp.join(results, '*.json'))):
         with open(path) as f:
             record = json.load(f)
-        if record.get('format') == FORMAT:
+        if record.get('format') == record_format:
             records.append(record)
     if not records:
-        raise InputError(f'no ablation results ({FORMAT} JSONs) in {results}')
+        raise InputError(f'no results ({record_format} JSONs) in {results}')
     return records
 
 

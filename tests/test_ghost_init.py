@@ -9,6 +9,7 @@ from sklearn.cluster import KMeans
 from ghostsr_plugin.archs import GhostConv2d, named_ghost_layers
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init import choose_intrinsic, init_from_plain
+from ghostsr_plugin.init.relations import trace_relations
 
 
 def planted(groups, dim=27, spread=0.05, seed=0):
@@ -189,32 +190,32 @@ def test_wrong_shape_fails_naming_the_key_and_both_shapes():
         init_from_plain(ghost, EDSR(3, 3, num_feat=16, num_block=3, upscale=2).state_dict(), plain_name='teacher.pth')
 
 
-def test_an_arch_without_input_sources_is_refused():
-    net = torch.nn.Sequential(GhostConv2d(8, 8, 3))
-    with pytest.raises(TypeError, match='ghost_input_sources'):
-        init_from_plain(net, {'0.weight': torch.zeros(8, 8, 3, 3), '0.bias': torch.zeros(8)})
-
-
 class DenseToy(torch.nn.Module):
-    """Layer ``c`` reads concat(block input, a, b), as a dense block's third layer does."""
+    """Layer ``c`` reads concat(input, a, b), as a dense block's third layer does; modules declared out of order."""
 
-    def __init__(self, c_sources=('a', 'b')):
+    def __init__(self):
         super().__init__()
-        self.c_sources = list(c_sources)
-        self.a = GhostConv2d(4, 8, 3)
-        self.b = GhostConv2d(8, 8, 3)
         self.c = GhostConv2d(20, 8, 3)
+        self.b = GhostConv2d(8, 8, 3)
+        self.a = GhostConv2d(4, 8, 3)
 
-    def ghost_input_sources(self):
-        return {'a': None, 'b': ['a'], 'c': [4, *self.c_sources]}
+    def forward(self, x):
+        a = self.a(x)
+        b = self.b(torch.relu(a))
+        return self.c(torch.cat([x, torch.relu(a), 0.5 * b], dim=1))
+
+
+def dense_toy_plain(seed=0):
+    torch.manual_seed(seed)
+    return {f'{n}.{p}': torch.randn(8, c_in, 3, 3) if p == 'weight' else torch.randn(8)
+            for n, c_in in (('a', 4), ('b', 8), ('c', 20)) for p in ('weight', 'bias')}
 
 
 def test_concatenated_inputs_are_screened_segment_by_segment():
-    torch.manual_seed(0)
-    plain = {f'{n}.{p}': torch.randn(8, c_in, 3, 3) if p == 'weight' else torch.randn(8)
-             for n, c_in in (('a', 4), ('b', 8), ('c', 20)) for p in ('weight', 'bias')}
+    plain = dense_toy_plain()
     net = DenseToy()
     choices = init_from_plain(net, plain, seed=1)
+    assert list(choices) == ['a', 'b', 'c']  # forward order, not module order
     a, b = choices['a'], choices['b']
     screened = torch.cat([plain['c.weight'][:, :4], plain['c.weight'][:, 4 + a.intrinsic],
                           plain['c.weight'][:, 12 + b.intrinsic]], dim=1)
@@ -224,22 +225,44 @@ def test_concatenated_inputs_are_screened_segment_by_segment():
     weight = plain['c.weight'][expected.intrinsic]
     folded = fold_reference(weight, 4, a, plain['a.weight'])
     folded += fold_reference(weight, 12, b, plain['b.weight'][:, a.intrinsic])
-    folded[:, :4] = weight[:, :4]  # the block input: kept as is
+    folded[:, :4] = weight[:, :4]  # the network input: kept as is
     assert torch.allclose(net.c.primary.weight, folded, atol=1e-6)
 
 
-def test_sources_must_come_earlier_and_add_up():
-    plain = {f'{n}.{p}': torch.randn(8, c_in, 3, 3) if p == 'weight' else torch.randn(8)
-             for n, c_in in (('a', 4), ('b', 8), ('c', 20)) for p in ('weight', 'bias')}
-    net = DenseToy()
-    net.ghost_input_sources = lambda: {'a': None, 'b': ['c'], 'c': [4, 'a', 'b']}
-    with pytest.raises(ValueError, match="'b' reads Ghost layer 'c', which comes later"):
-        init_from_plain(net, plain)
-    net.ghost_input_sources = lambda: {'a': None, 'b': ['a']}
-    with pytest.raises(ValueError, match=r"ghost_input_sources\(\) does not state Ghost layer 'c'"):
-        init_from_plain(net, plain)
-    with pytest.raises(ValueError, match="'c': its input sources .* do not add up to its 20 input channels"):
-        init_from_plain(DenseToy(c_sources=('a',)), plain)
+class OpaqueInside(torch.nn.Module):
+    """Branches on a tensor's value, which fx cannot trace."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = GhostConv2d(4, 8, 3)
+
+    def forward(self, x):
+        return self.a(x) if x.sum() > 0 else self.a(-x)
+
+
+class PartlyUntraceable(torch.nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.inner = OpaqueInside()
+        self.b = GhostConv2d(8, 8, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.inner(x)))
+
+
+def test_a_layer_the_trace_cannot_follow_gets_the_first_filters_with_a_warning():
+    plain = dense_toy_plain()
+    plain = {'inner.a.weight': plain['a.weight'], 'inner.a.bias': plain['a.bias'],
+             'b.weight': plain['b.weight'], 'b.bias': plain['b.bias']}
+    net = PartlyUntraceable()
+    with pytest.warns(UserWarning, match=r"'inner.a': 'inner' cannot be traced \(TraceError.*first filters"):
+        choices = init_from_plain(net, plain, 'cluster', seed=0)
+    assert list(choices['inner.a'].intrinsic) == [0, 1, 2, 3]
+    unscreened = choose_intrinsic(plain['b.weight'].flatten(1).double().numpy(), 4, 'cluster', seed=0)
+    assert np.array_equal(choices['b'].intrinsic, unscreened.intrinsic)  # its input comes out of 'inner'
+    x = torch.rand(1, 4, 6, 6)
+    assert net.eval()(x).shape == (1, 8, 6, 6)  # the trace left the modules working
 
 
 SMALL_ARCHS = {  # every Ghost arch of the project, small: (plain arch, arguments)
@@ -257,12 +280,25 @@ def build_pair(ghost_type, seed=0):
     return plain, ARCH_REGISTRY.get(ghost_type)(3, 3, upscale=2, **kwargs).eval()
 
 
-def test_every_ghost_arch_states_its_input_sources():
-    assert {name for name in ARCH_REGISTRY.keys() if name.startswith('Ghost')} == set(SMALL_ARCHS)
+def hand_written_sources(ghost_type, ghost):
+    """What each Ghost arch stated by hand before the trace replaced the tables."""
+    layers = [path for path, _ in named_ghost_layers(ghost)]
+    if ghost_type == 'GhostRDN':
+        return {f'rdbs.{b}.convs.{i}': None if i == 0 else [8, *(f'rdbs.{b}.convs.{j}' for j in range(i))]
+                for b in range(2) for i in range(3)}
+    if ghost_type == 'GhostCARN_M':
+        return dict.fromkeys(layers)
+    return {path: [path[:-1] + '1'] if path.endswith('conv2') else None for path in layers}
+
+
+def test_the_traced_relations_are_what_each_ghost_arch_stated_by_hand():
+    assert {name for name in ARCH_REGISTRY.keys() if name.startswith('Ghost')} == {*SMALL_ARCHS, 'Ghost'}
     for ghost_type in SMALL_ARCHS:
         plain, ghost = build_pair(ghost_type)
-        assert set(ghost.ghost_input_sources()) == {path for path, _ in named_ghost_layers(ghost)}
-        init_from_plain(ghost, plain.state_dict())  # the sources fit the layers' input channels
+        relations = trace_relations(ghost)
+        assert relations.sources == hand_written_sources(ghost_type, ghost) and not relations.untraced
+        assert relations.order == [path for path, _ in named_ghost_layers(ghost)]
+        init_from_plain(ghost, plain.state_dict())
 
 
 @pytest.mark.parametrize('ghost_type', ['GhostEDSR', 'GhostRDN', 'GhostCARN', 'GhostCARN_M'])
@@ -290,13 +326,6 @@ def test_ghost_arch_computes_its_plain_arch_when_filters_repeat_in_ghost_layout(
         assert (ghost(x) - plain(x)).abs().max() < 1e-4
 
 
-def test_rdn_dense_layers_read_the_block_input_and_every_earlier_layer():
-    _, ghost = build_pair('GhostRDN')
-    sources = ghost.ghost_input_sources()
-    assert sources['rdbs.1.convs.0'] == [8]
-    assert sources['rdbs.1.convs.2'] == [8, 'rdbs.1.convs.0', 'rdbs.1.convs.1']
-
-
 def test_group_convs_choose_intrinsic_filters_within_each_group():
     plain, ghost = build_pair('GhostCARN_M')
     state = plain.state_dict()
@@ -311,7 +340,3 @@ def test_group_convs_choose_intrinsic_filters_within_each_group():
         assert list(choice.intrinsic[2 * g:2 * g + 2]) == list(part[alone.intrinsic])
         assert np.all(choice.intrinsic[2 * g:2 * g + 2] // per_group == g)
     assert torch.equal(ghost.state_dict()[f'{path}.primary.weight'], weight[choice.intrinsic])
-
-    ghost.ghost_input_sources = lambda: {p: [16] for p, _ in named_ghost_layers(ghost)}
-    with pytest.raises(ValueError, match='is a group conv.*cannot be screened'):
-        init_from_plain(ghost, state)

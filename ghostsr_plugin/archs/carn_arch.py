@@ -27,7 +27,6 @@ from torch.nn import functional as F
 from ghostsr_plugin.registration import register
 
 from .arch_util import GhostBody, PixelRange, conv3x3
-from .ghost_layer import named_ghost_layers
 
 
 class ResidualBlock(nn.Module):
@@ -168,20 +167,6 @@ class GhostCARN(GhostBody, CARN):
                               abs_argmax=abs_argmax, deploy=deploy)
         super().__init__(num_in_ch, num_out_ch, num_feat, num_block, num_unit, upscale, img_range, rgb_mean)
 
-    def ghost_input_sources(self):
-        """Where each Ghost layer's input channels come from (for the clustering init's screening).
-
-        In each residual block ``conv2`` reads ``conv1`` (through a ReLU); ``conv1`` reads the
-        block input, a cascading fusion of many layers, which cannot be screened. Format: see
-        ``ghostsr_plugin.init.transfer``.
-        """
-        sources = {}
-        for name, module in self.named_modules():
-            if isinstance(module, ResidualBlock):
-                sources[f'{name}.conv1'] = None
-                sources[f'{name}.conv2'] = [f'{name}.conv1']
-        return sources
-
 
 @register(ARCH_REGISTRY)
 class GhostCARN_M(GhostBody, CARN_M):
@@ -206,12 +191,3 @@ class GhostCARN_M(GhostBody, CARN_M):
         self.ghost_opt = dict(ratio=ratio, max_shift=max_shift, orientation_groups=orientation_groups,
                               abs_argmax=abs_argmax, deploy=deploy)
         super().__init__(num_in_ch, num_out_ch, num_feat, num_block, num_unit, upscale, groups, img_range, rgb_mean)
-
-    def ghost_input_sources(self):
-        """Where each Ghost layer's input channels come from: nowhere that can be screened.
-
-        Both Ghost layers of a block are group convs, whose groups read fixed input
-        channels; the clustering init chooses their intrinsic filters within each group and
-        leaves their inputs as they are (see ``ghostsr_plugin.init.transfer``).
-        """
-        return {name: None for name, _ in named_ghost_layers(self)}

@@ -43,16 +43,3 @@ class GhostEDSR(EDSR):
         self.body = make_layer(GhostResidualBlock, num_block, num_feat=num_feat, res_scale=res_scale, ratio=ratio,
                                max_shift=max_shift, orientation_groups=orientation_groups, abs_argmax=abs_argmax,
                                deploy=deploy)
-
-    def ghost_input_sources(self):
-        """Where each Ghost layer's input channels come from (for clustering's index screening).
-
-        ``conv2`` reads ``conv1``'s output (through a ReLU, channel by channel); ``conv1``
-        reads the residual stream, a sum over every earlier block, which cannot be screened.
-        Format: see ``ghostsr_plugin.init.transfer``.
-        """
-        sources = {}
-        for i in range(len(self.body)):
-            sources[f'body.{i}.conv1'] = None
-            sources[f'body.{i}.conv2'] = [f'body.{i}.conv1']
-        return sources

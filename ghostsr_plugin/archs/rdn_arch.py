@@ -102,17 +102,3 @@ class GhostRDN(GhostBody, RDN):
                               abs_argmax=abs_argmax, deploy=deploy)
         super().__init__(num_in_ch, num_out_ch, num_feat, num_block, num_layer, num_grow_ch, upscale, img_range,
                          rgb_mean)
-
-    def ghost_input_sources(self):
-        """Where each Ghost layer's input channels come from (for the clustering init's screening).
-
-        Dense layer ``i`` of a block reads the block input (a sum of earlier blocks: kept as
-        is) and the outputs of dense layers ``0 .. i-1`` (through a ReLU, channel by channel),
-        concatenated. Format: see ``ghostsr_plugin.init.transfer``.
-        """
-        sources = {}
-        for b, rdb in enumerate(self.rdbs):
-            block_input = rdb.convs[0].primary.in_channels
-            for i in range(len(rdb.convs)):
-                sources[f'rdbs.{b}.convs.{i}'] = [block_input, *(f'rdbs.{b}.convs.{j}' for j in range(i))]
-        return sources

@@ -37,6 +37,7 @@ import torch
 from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
+from ghostsr_plugin.archs.ghost_arch import upscale_factor
 from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.commands import non_negative_int, positive_int, torch_device
 from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
@@ -93,15 +94,14 @@ def network_models(args):
         network = check_network_options(path, opt)
         path_opt = opt.get('path') or {}
         models.append({'name': opt.get('name') or network['type'], 'run': opt.get('name'), 'option_file': path,
-                       'network_g': network,
-                       'scale': opt.get('scale', network.get('upscale')),
+                       'network_g': network, 'scale': opt.get('scale', upscale_factor(network)),
                        'checkpoint': path_opt.get('pretrain_network_g'),
                        'param_key': path_opt.get('param_key_g', args.param_key)})
     if args.arch:
         network = {'type': args.arch, **trained_model.parse_arch_args(args.arch_args)}
         check_network_options('--arch/--arch_args', {'network_g': network})
         models.append({'name': args.arch, 'option_file': None, 'network_g': network,
-                       'scale': network.get('upscale'), 'checkpoint': None, 'param_key': args.param_key})
+                       'scale': upscale_factor(network), 'checkpoint': None, 'param_key': args.param_key})
     elif args.arch_args:
         raise InputError('--arch_args needs --arch')
     if len(models) > 1 and (args.checkpoint or args.name):
@@ -122,7 +122,7 @@ def network_models(args):
             model['scale'] = args.scales[0]
         if not isinstance(model['scale'], int):
             raise InputError(f"{source}: cannot tell the model's scale (expected an integer 'scale' or "
-                             f"network_g.upscale, found {model['scale']!r}); pass a single --scales")
+                             f"network_g's upscale or scale, found {model['scale']!r}); pass a single --scales")
     return models
 
 

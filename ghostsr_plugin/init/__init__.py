@@ -1,7 +1,8 @@
 """Clustering initialization: start a Ghost model from a pretrained plain model (GhostSR).
 
 ``intrinsic`` chooses one layer's intrinsic filters (k-means or the first filters),
-``transfer`` walks the Ghost model and builds its weights from the plain model's,
+``relations`` traces which Ghost layers feed which, ``transfer`` walks the Ghost model in
+forward order and builds its weights from the plain model's,
 ``from_options`` runs it from an option file's ``ghost_init`` section, and ``command`` is
 ``ghostsr cluster-init``.
 """

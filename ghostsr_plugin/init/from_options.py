@@ -2,7 +2,7 @@
 
 ```yaml
 ghost_init:
-  network:                # the plain network (default: network_g's plain arch with the Ghost keys removed)
+  network:                # the plain network (default: network_g's base, or its plain arch without the Ghost keys)
     type: EDSR
     num_in_ch: 3
     ...
@@ -27,6 +27,7 @@ from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import distributed as dist
 
+from ghostsr_plugin.archs.ghost_arch import base_section
 from ghostsr_plugin.evaluate import load_model
 
 from .intrinsic import METHODS
@@ -39,12 +40,16 @@ DEFAULT_ORIENTATION = 'fit'  # docs/ablation.md: above random at every stage of 
 
 
 def plain_network(network_g):
-    """The plain network a Ghost ``network_g`` section is built from: its arch without ``Ghost``, its own arguments.
+    """The plain network a Ghost ``network_g`` section is built from.
 
-    ``GhostEDSR`` -> ``EDSR`` (and ``ghostsr.GhostRDN`` -> ``ghostsr.RDN``), keeping the arguments
-    the plain arch takes, so the Ghost layer's keys (ratio, max_shift, ...) drop out. Raises
-    ``KeyError`` when no such plain arch is registered.
+    A ``Ghost`` wrapper's ``base``; for a hand-written Ghost arch, its arch without ``Ghost``
+    and its own arguments: ``GhostEDSR`` -> ``EDSR`` (and ``ghostsr.GhostRDN`` -> ``ghostsr.RDN``),
+    keeping the arguments the plain arch takes, so the Ghost layer's keys (ratio, max_shift,
+    ...) drop out. Raises ``KeyError`` when no such plain arch is registered.
     """
+    base = base_section(network_g)
+    if base is not None:
+        return dict(base)
     prefix, dot, name = network_g['type'].rpartition('.')
     plain_type = prefix + dot + name.removeprefix('Ghost')
     accepted = inspect.signature(ARCH_REGISTRY.get(plain_type)).parameters
@@ -87,7 +92,7 @@ def check_section(check):
         if name not in SECTION_KEYS:
             check.fail(f'ghost_init.{name}', f'unknown key{check.suggest(name, SECTION_KEYS)}; '
                        f'expected one of: {", ".join(SECTION_KEYS)}')
-    ghost = check.network('network_g')
+    check.network('network_g')
     if 'network' not in section:
         try:
             section = {**section, 'network': plain_network(check.opt['network_g'])}
@@ -98,10 +103,10 @@ def check_section(check):
     else:
         plain = check.network('ghost_init.network')
     plain_args = _effective_arguments(plain, section['network'])
-    ghost_args = _effective_arguments(ghost, check.opt['network_g'])
+    ghost_key, ghost_args = _ghost_arguments(check.opt['network_g'])
     for name in plain_args.keys() & ghost_args.keys():
         if plain_args[name] != ghost_args[name]:
-            check.fail(f'ghost_init.network.{name}', f'{plain_args[name]!r} differs from network_g.{name} = '
+            check.fail(f'ghost_init.network.{name}', f'{plain_args[name]!r} differs from {ghost_key}.{name} = '
                        f'{ghost_args[name]!r}; the Ghost model needs the plain model\'s shape and settings')
     checkpoint = check.get('ghost_init.checkpoint', str)
     if not osp.isfile(osp.expanduser(checkpoint)):
@@ -123,6 +128,13 @@ def _effective_arguments(arch, section):
     params = inspect.signature(arch).parameters
     values = {name: section.get(name, p.default) for name, p in params.items()}
     return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+
+def _ghost_arguments(network_g):
+    """``(key, arguments)`` of ``network_g`` that its plain network shares: a wrapper's base's, a Ghost arch's own."""
+    base = base_section(network_g)
+    key, section = ('network_g.base', base) if base is not None else ('network_g', network_g)
+    return key, _effective_arguments(ARCH_REGISTRY.get(section['type']), section)
 
 
 def describe(section):

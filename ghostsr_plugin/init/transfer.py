@@ -7,23 +7,20 @@ counterpart of the same name and shape (head, upsampler, tail, layers not ghoste
 copied as is; the Ghost layers' own tensors besides ``primary`` (the orientation logits)
 keep their fresh initialization.
 
-Index screening. The only architecture-specific fact is where a Ghost layer's input
-channels come from; each Ghost arch states it in ``ghost_input_sources()``, a mapping
-from a Ghost layer's module path to its input's segments in channel order:
-
-* a Ghost layer's module path: that layer's output channels (a concatenation lists several);
-* an int: that many channels from anything else (a plain layer, a residual stream mixing
-  several layers, the input of a dense block), kept as they are;
-* ``None`` instead of a list: the whole input is such a source (nothing to screen).
-
-Where a segment is a Ghost layer, the plain filters are clustered on the input channels
-that layer keeps as intrinsic (in their new order), as GhostSR does. A Ghost layer whose
-real conv is a group conv (CARN-M) lays its output out per conv group, as the plain group
-conv does (each group's ghosts follow that group's intrinsic channels, see
-``GhostConv2d``), so its intrinsic filters are chosen within each conv group and placed
-on that group's positions; its input is not screened (its groups read fixed input
+Index screening. Where a Ghost layer's input channels come from is traced
+(``relations``): segments in channel order, each an earlier Ghost layer's whole output
+or a number of channels from anything else (a plain layer, a residual stream mixing
+several layers, the input of a dense block), kept as they are; ``None`` for an input with
+nothing to screen. Where a segment is a Ghost layer, the plain filters are clustered on
+the input channels that layer keeps as intrinsic (in their new order), as GhostSR does. A
+Ghost layer whose real conv is a group conv (CARN-M) lays its output out per conv group,
+as the plain group conv does (each group's ghosts follow that group's intrinsic channels,
+see ``GhostConv2d``), so its intrinsic filters are chosen within each conv group and
+placed on that group's positions; its input is not screened (its groups read fixed input
 channels), and its output channel ``o`` stands in for plain filter ``o`` as far as the
-placement allows, where later layers read it unchanged.
+placement allows, where later layers read it unchanged. A Ghost layer the trace cannot
+follow gets the first filters (``order``), which keep its first output channels in place
+for whatever reads them, with a warning naming it.
 
 Input channels fed by a Ghost layer. In the plain model, the feeding layer's channel ``o``
 enters through the weight column ``W[:, o]``. In the Ghost model only the intrinsic
@@ -42,6 +39,8 @@ summing the cluster's columns (``a = 1``) adds the full error of every loose mem
 copying the columns unchanged feeds each ghost channel's column with a shifted copy of
 another filter's response.
 """
+import warnings
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -50,14 +49,7 @@ from ghostsr_plugin.archs import named_ghost_layers
 from ghostsr_plugin.errors import InputError
 
 from .intrinsic import choose_intrinsic
-
-
-def input_sources(net):
-    """The arch's ``ghost_input_sources()``; every Ghost arch must state it."""
-    if not hasattr(net, 'ghost_input_sources'):
-        raise TypeError(f'{type(net).__name__} has no ghost_input_sources() method: '
-                        'say where each Ghost layer\'s input channels come from (see ghostsr_plugin.init.transfer)')
-    return net.ghost_input_sources()
+from .relations import trace_relations
 
 
 def _plain_key(key, layers):
@@ -101,37 +93,26 @@ def plain_counterparts(net, plain_state, plain_name='the plain model'):
     return mapping
 
 
-def screening(path, sources, choices, layers, in_channels):
+def screening(sources, choices, layers, in_channels):
     """Input columns to cluster on, and the fold matrix of plain to Ghost input columns.
 
-    Returns ``(columns, fold)``: ``columns`` are the plain input channels the clustering
-    sees; ``fold`` (c_in, c_in) maps plain input columns to Ghost input columns
+    ``sources``: the layer's input segments (see ``relations``), whose Ghost layers are in
+    ``choices``. Returns ``(columns, fold)``: ``columns`` are the plain input channels the
+    clustering sees; ``fold`` (c_in, c_in) maps plain input columns to Ghost input columns
     (``W_ghost = W_plain @ fold`` over the input axis).
     """
-    segments = [in_channels] if sources is None else sources
     columns, fold, offset = [], torch.zeros(in_channels, in_channels, dtype=torch.float64), 0
-    for segment in segments:
-        if isinstance(segment, int):
-            width, choice = segment, None
-        elif segment in choices:
-            width, choice = layers[segment].out_channels, choices[segment]
-        elif segment in layers:
-            raise ValueError(f"'{path}' reads Ghost layer '{segment}', which comes later in module order")
-        else:
-            raise ValueError(f"'{path}': input source '{segment}' is not a Ghost layer (give other inputs "
-                             'as a number of channels)')
+    for segment in [in_channels] if sources is None else sources:
+        width = segment if isinstance(segment, int) else layers[segment].out_channels
         plain = offset + np.arange(width)
-        if plain[-1] >= in_channels:
-            break
-        if choice is None:
+        if isinstance(segment, int):
             columns.extend(plain)
             fold[plain, plain] = 1
         else:
+            choice = choices[segment]
             columns.extend(offset + choice.intrinsic)
             fold[plain, offset + choice.labels] = torch.as_tensor(choice.coefficients)
         offset += width
-    if offset != in_channels:
-        raise ValueError(f"'{path}': its input sources {segments} do not add up to its {in_channels} input channels")
     return np.asarray(columns), fold
 
 
@@ -141,31 +122,28 @@ def init_from_plain(net, plain_state, method='cluster', seed=0, plain_name='the 
 
     Checks every counterpart first (``InputError`` naming the first mismatching key and
     both shapes), so a failure leaves ``net`` untouched. Ghost layers are processed in
-    module order, which must be forward order. Returns ``{layer path: IntrinsicChoice}``.
+    forward order, as traced. Returns ``{layer path: IntrinsicChoice}``, in that order.
     """
     layers = dict(named_ghost_layers(net))
     if not layers:
         raise InputError(f'{type(net).__name__} has no Ghost layers: nothing to initialize (a plain model '
                          'loads pretrained weights with path.pretrain_network_g)')
-    sources = input_sources(net)
-    unstated = [path for path in layers if path not in sources]
-    if unstated:
-        raise ValueError(f"{type(net).__name__}.ghost_input_sources() does not state Ghost layer '{unstated[0]}'")
     mapping = plain_counterparts(net, plain_state, plain_name)
+    relations = trace_relations(net)
+    for path, reason in relations.untraced.items():
+        warnings.warn(f"ghost init: '{path}': {reason}; its intrinsic filters are the first filters", stacklevel=2)
     state = net.state_dict()
     for key, plain_key in mapping.items():
         state[key] = plain_state[plain_key].clone()
 
     choices = {}
-    for path, layer in tqdm(layers.items(), desc=f'ghost init ({method})', unit='layer', disable=not progress):
+    for path in tqdm(relations.order, desc=f'ghost init ({method})', unit='layer', disable=not progress):
+        layer = layers[path]
         weight = plain_state[f'{path}.weight'].to(torch.float64)
-        groups = layer.primary.groups
-        if groups > 1 and sources[path] is not None:
-            raise ValueError(f"'{path}' is a group conv, whose groups read fixed input channels: its input cannot "
-                             'be screened (state None)')
-        columns, fold = screening(path, sources[path], choices, layers, weight.shape[1])
+        columns, fold = screening(relations.sources[path], choices, layers, weight.shape[1])
         vectors = weight[:, torch.as_tensor(columns)].flatten(1).numpy()
-        choice = choose_intrinsic(vectors, layer.primary.out_channels, method, seed, groups)
+        layer_method = 'order' if path in relations.untraced else method
+        choice = choose_intrinsic(vectors, layer.primary.out_channels, layer_method, seed, layer.primary.groups)
         choices[path] = choice
         rows = torch.as_tensor(choice.intrinsic)
         primary = torch.einsum('oikl,ij->ojkl', weight[rows], fold)
