@@ -51,12 +51,12 @@ def _suggest(name, choices):
 
 
 def _expected_type(default):
-    """``(types, what)`` that an argument with this default takes (a float where an int is the default: the
-    build says if it fits), or None."""
-    for kind, types, what in ((bool, (bool,), 'true or false'), ((int, float), (int, float), 'a number'),
-                              (str, (str,), 'a string'), ((list, tuple), (list, tuple), 'a list')):
-        if isinstance(default, kind):
-            return types, what
+    """``(types, what)`` that an argument with this default takes, or None: numbers and switches only (a float
+    where an int is the default: the build says if it fits; a string default may stand for a list as well)."""
+    if isinstance(default, bool):
+        return (bool,), 'true or false'
+    if isinstance(default, (int, float)):
+        return (int, float), 'a number'
     return None
 
 

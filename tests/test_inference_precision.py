@@ -91,7 +91,8 @@ def test_benchmark_records_precision_and_layout_and_refuses_half_on_onnxruntime(
              '--device', 'cpu']
     for flags in ([], ['--half', '--layout', 'channels_last']):
         ghostsr_main(['benchmark', *small, *flags, '--out', str(tmp_path / 'r'), '--overwrite'])
-        latency = json.loads((tmp_path / 'r' / 'GhostEDSR_x2.json').read_text())['latency']
+        name = 'GhostEDSR_x2_fp16.json' if flags else 'GhostEDSR_x2.json'  # (a file per precision)
+        latency = json.loads((tmp_path / 'r' / name).read_text())['latency']
         assert (latency['precision'], latency['layout']) == (('fp16', 'channels_last') if flags else ('fp32', 'nchw'))
     with pytest.raises(SystemExit) as exit_info:
         ghostsr_main(['benchmark', *small, '--engine', 'onnxruntime', '--half', '--out', str(tmp_path / 'o')])
