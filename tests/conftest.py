@@ -78,6 +78,15 @@ TINY_OPTIONS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Each test compiles afresh: dynamo's caches, keyed by code object, would otherwise carry one
+    test's shapes into the next (marking sizes dynamic, or, past the recompile limit, running eager)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+
+
 @pytest.fixture
 def tiny_options(tiny_pairs):
     """A deep copy of the tiny training options pointing at ``tiny_pairs``."""

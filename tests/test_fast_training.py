@@ -9,6 +9,7 @@ from basicsr.archs import build_network
 from basicsr.models import build_model
 
 from ghostsr_plugin.archs import ghost_layers
+from ghostsr_plugin.models.fast_sr_model import fast_options
 from ghostsr_plugin.option_check import OptionError, check_options
 
 from .conftest import write_options
@@ -143,6 +144,15 @@ def test_fast_options_are_checked(tmp_path, tiny_options, train, model_type, mes
         opt['network_g'] = PLAIN_EDSR
     with pytest.raises(OptionError, match=re.escape(message)):
         check_options(write_options(tmp_path / 'x.yml', opt), is_train=True)
+
+
+@pytest.mark.parametrize('compile_opt, want', [
+    (True, {'dynamic': False}),
+    ({'mode': 'max-autotune'}, {'dynamic': False, 'mode': 'max-autotune'}),
+    ({'dynamic': True}, {'dynamic': True}),
+])
+def test_training_compiles_for_one_patch_shape_unless_told(compile_opt, want):
+    assert fast_options({'compile': compile_opt}).compile == want
 
 
 def test_an_inductor_compiled_step_trains_as_the_eager_one(tiny_options):

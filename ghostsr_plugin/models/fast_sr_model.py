@@ -75,9 +75,9 @@ def fast_options(train_opt):
         raise InputError(f"key 'train.channels_last': expected true or false, found {channels_last!r}")
     compile_opt = train_opt.get('compile', False)
     if isinstance(compile_opt, bool) or compile_opt is None:
-        compile_opt = {} if compile_opt else None
+        compile_opt = {'dynamic': False} if compile_opt else None
     elif isinstance(compile_opt, dict):
-        compile_opt = dict(compile_opt)
+        compile_opt = {'dynamic': False, **compile_opt}
     else:
         raise InputError("key 'train.compile': expected true, false or a mapping of torch.compile's arguments "
                          f'(e.g. {{mode: max-autotune}}), found {type(compile_opt).__name__} {compile_opt!r}')
