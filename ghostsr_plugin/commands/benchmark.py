@@ -234,16 +234,16 @@ def run(args):
     scales, sets = _scales(args, models), [] if args.latency_only else _sets(args)
     runs = [(BICUBIC, s) for s in scales if BICUBIC in args.models] + [(m, m['scale']) for m in models]
     pairs = {(name, s): paired_images(*set_folders(args.data, name, s)) for name in sets for s in {s for _, s in runs}}
-    paths = {}
+    paths, writer = {}, {}  # (name, scale) -> its result file; a result file -> the name writing it
     for model, scale in runs:
         name = model if model == BICUBIC else model['name']
         path = result_path(args.out, name, scale, *(('eager',) if model == BICUBIC else (args.engine, precision)))
-        if path in paths:
-            raise InputError(f"'{paths[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
+        if path in writer:
+            raise InputError(f"'{writer[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
-        paths[path] = name
+        paths[name, scale], writer[path] = path, name
     check_files_folder(args.out)
-    check_output_files(list(paths), args.overwrite)
+    check_output_files(list(writer), args.overwrite)
 
     loaded = {}
     for model, scale in runs:
@@ -279,7 +279,7 @@ def run(args):
             'environment': environment(), 'options': options,
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
-        path = result_path(args.out, name, scale, *(('eager',) if model == BICUBIC else (args.engine, precision)))
+        path = paths[name, scale]
         with atomic_path(path) as temporary, open(temporary, 'w') as f:  # --out is made by the first result
             json.dump(record, f, indent=1)
         summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
