@@ -164,10 +164,7 @@ def environment(path):
     from ghostsr_plugin.ops import extension
 
     begin = time.perf_counter()
-    try:
-        active, why = extension.status() if torch.cuda.is_available() else (False, 'no CUDA GPU visible')
-    except RuntimeError as error:  # (GHOSTSR_CUDA=1: the build or the self-check failed)
-        active, why = False, str(error)
+    active, why = extension.status() if torch.cuda.is_available() else (False, 'no CUDA GPU visible')
     record = {'kernels_active': active, 'kernels': why, 'build_and_load_seconds': time.perf_counter() - begin,
               'findings': dict(doctor.findings())}
     write_json(path, record)

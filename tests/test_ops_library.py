@@ -255,9 +255,14 @@ def test_ghostsr_cuda_0_forces_the_reference_silently(fresh_loader):
 
 def test_ghostsr_cuda_1_makes_a_failure_an_error(fresh_loader):
     fresh_loader.setenv('GHOSTSR_CUDA', '1')
-    fresh_loader.setattr(extension, 'build', no_nvcc)
-    with pytest.raises(RuntimeError, match='CUDA kernels unavailable and GHOSTSR_CUDA=1: nvcc not found'):
-        extension.load()
+    builds = []
+    fresh_loader.setattr(extension, 'build', lambda: builds.append(1) or no_nvcc())
+    for _ in range(2):  # every use is an error, from the one failed build (a build takes minutes)
+        with pytest.raises(RuntimeError, match='CUDA kernels unavailable and GHOSTSR_CUDA=1: nvcc not found'):
+            extension.load()
+    assert extension.status() == (False, 'CUDA kernels unavailable and GHOSTSR_CUDA=1: nvcc not found '
+                                         '(CUDA_HOME=None); set CUDA_HOME')
+    assert len(builds) == 1
 
 
 def test_a_failing_self_check_falls_back(fresh_loader):

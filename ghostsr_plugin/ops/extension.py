@@ -45,8 +45,12 @@ def loaded():
 
 
 def load():
-    """Make the CUDA kernels available; False (after one warning saying why) where they cannot be."""
-    return status()[0]
+    """Make the CUDA kernels available; False (after one warning saying why) where they cannot be, an error
+    under ``GHOSTSR_CUDA=1``."""
+    active, why = status()
+    if not active and os.environ.get('GHOSTSR_CUDA', '') == '1':
+        raise RuntimeError(f'ghostsr_plugin: {why}')
+    return active
 
 
 MODES = ('', '0', '1')  # GHOSTSR_CUDA: unset, the reference, the compiled kernels or an error
@@ -68,7 +72,10 @@ def check_mode():
 
 @functools.cache
 def status():
-    """``(active, why)``: whether the ops run the compiled kernels on CUDA, and the reason."""
+    """``(active, why)``: whether the ops run the compiled kernels on CUDA, and the reason.
+
+    One attempt per process, failed or not: a failure is remembered, never built again.
+    """
     mode = os.environ.get('GHOSTSR_CUDA', '')
     if mode == '0':
         return False, 'GHOSTSR_CUDA=0 forces the PyTorch reference'
@@ -80,7 +87,7 @@ def status():
         return True, f'compiled kernels active ({how}; self-check passed)'
     except Exception as error:  # noqa: BLE001  (whatever stops the kernels, training falls back and goes on)
         if mode == '1':
-            raise RuntimeError(f'ghostsr_plugin: CUDA kernels unavailable and GHOSTSR_CUDA=1: {error}') from error
+            return False, f'CUDA kernels unavailable and GHOSTSR_CUDA=1: {error}'
         warnings.warn(f'ghostsr_plugin: CUDA kernels unavailable, the ops run the PyTorch reference (slower): '
                       f'{error}. Run `ghostsr doctor` for details; set GHOSTSR_CUDA=0 to silence this.',
                       RuntimeWarning, stacklevel=3)
