@@ -246,6 +246,7 @@ def check_ghost_init_file(path):
     opt = load_option_file(path)
     check = _Checker(path, opt)
     check.get('ghost_init', dict)
+    check.network('network_g')
     check_ghost_init_section(check)
     return opt
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from torch import fx, nn
 
-from .ghost_layer import GhostConv2d
+from .ghost_layer import GhostConv2d, named_ghost_layers
 
 INPUT = '<input>'
 CONVS = (nn.Conv2d, GhostConv2d)
@@ -128,7 +128,7 @@ def _merge(segments):
 
 def named_convs(module):
     """``(path, conv)`` of the convs the trace sees: Ghost layers and the plain convs outside them."""
-    ghost = [name for name, m in module.named_modules() if isinstance(m, GhostConv2d)]
+    ghost = [name for name, _ in named_ghost_layers(module)]
     return [(name, m) for name, m in module.named_modules() if isinstance(m, CONVS)
             and not any(name.startswith(f'{g}.') for g in ghost)]
 
@@ -163,9 +163,8 @@ def _trace(net):
     RCAN and SwinIR set ``self.mean``) would keep a proxy: every module's attributes are
     restored afterwards.
     """
-    opaque = {}
+    opaque, saved = {}, [(m, dict(m.__dict__)) for m in net.modules()]
     while True:
-        saved = [(m, dict(m.__dict__)) for m in net.modules()]
         tracer = _Tracer(opaque)
         try:
             return tracer.trace(net), opaque

@@ -33,7 +33,7 @@ from torch import nn
 
 from ghostsr_plugin.errors import InputError
 
-from .conv_graph import trace_convs
+from .conv_graph import named_convs, trace_convs
 from .ghost_layer import GhostConv2d
 
 BODY = 'body'
@@ -76,10 +76,6 @@ def unconvertible(conv):
     return None
 
 
-def _plain_convs(net):
-    return [(path, m) for path, m in net.named_modules() if isinstance(m, nn.Conv2d)]
-
-
 def _in_block(net, path):
     """Whether a container on ``path`` holds the conv inside one of its elements (not as an element itself)."""
     parts = path.split('.')
@@ -101,12 +97,11 @@ def body_convs(net):
                               'the trace to tell the body '
                               'from the first and last convs and the upsampler: name the convs to convert with '
                               'module-name patterns', option='convert')
-    selected = []
-    for path, conv in _plain_convs(net):
+    selected, excluded = [], graph.reads_input | graph.writes_output | graph.feeds_upsampling | graph.feeds_gate
+    for path, conv in named_convs(net):  # (a conv the trace did not reach is untraced)
         if (unconvertible(conv) is None and conv.kernel_size[0] >= 3 and conv.groups == 1 and _in_block(net, path)
-                and path in graph.inputs and path not in graph.untraced and not _in_attention(net, path)
-                and path not in graph.reads_input | graph.writes_output | graph.feeds_upsampling | graph.feeds_gate
-                and not graph.upsampled(path)):
+                and path not in graph.untraced and not _in_attention(net, path)
+                and path not in excluded and not graph.upsampled(path)):
             selected.append(path)
     if not selected:
         raise ConversionError(f'{type(net).__name__} has no body conv by the rule of convert: {BODY} (see '
@@ -117,7 +112,7 @@ def body_convs(net):
 
 def matching_convs(net, patterns):
     """The paths of ``net``'s convs that match any of ``patterns``, in module order."""
-    convs = _plain_convs(net)
+    convs = named_convs(net)
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(path, pattern) for path, _ in convs):
             names = [path for path, _ in convs]

@@ -16,7 +16,6 @@ plus ``P.logits``), and everything that finds Ghost layers by walking the module
 (schedules, freezing, export, clustering) works unchanged. See docs/any_arch.md.
 """
 import copy
-import numbers
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -56,10 +55,6 @@ def upscale_factor(network_opt):
     return section.get('upscale', section.get('scale'))
 
 
-def _number(value, kind=numbers.Real):
-    return isinstance(value, kind) and not isinstance(value, bool)
-
-
 def check_section(check, key):
     """Check a ``Ghost`` network section at ``key``; ``check`` is the option check's checker.
 
@@ -69,11 +64,9 @@ def check_section(check, key):
     """
     check.network(f'{key}.base')
     for name, valid, expected in (
-            ('ratio', lambda v: _number(v) and 0 < v <= 1, 'a number in (0, 1]'),
-            ('max_shift', lambda v: _number(v, int) and v >= 0, 'an integer >= 0'),
-            ('orientation_groups', lambda v: _number(v, int) and v >= 1, 'an integer >= 1'),
-            ('abs_argmax', lambda v: isinstance(v, bool), 'true or false'),
-            ('deploy', lambda v: isinstance(v, bool), 'true or false')):
+            ('ratio', lambda v: 0 < v <= 1, 'a number in (0, 1]'),  # (types: the checker's argument_types)
+            ('max_shift', lambda v: isinstance(v, int) and v >= 0, 'an integer >= 0'),
+            ('orientation_groups', lambda v: isinstance(v, int) and v >= 1, 'an integer >= 1')):
         value = check.get(f'{key}.{name}', required=False)
         if value is not None and not valid(value):
             check.fail(f'{key}.{name}', f'expected {expected}, found {value!r}')

@@ -85,14 +85,14 @@ def check_section(check):
     """Check the ``ghost_init`` section of an option file; ``check`` is the option check's checker.
 
     (The option check dispatches each section to the module that owns it; this one is it for
-    ``ghost_init``.) With no ``network``, the plain network derived from ``network_g`` must exist.
+    ``ghost_init``.) With no ``network``, the plain network derived from ``network_g`` must exist;
+    ``network_g`` itself is checked by the caller, as every network section.
     """
     section = check.get('ghost_init', dict)
     for name in section:
         if name not in SECTION_KEYS:
             check.fail(f'ghost_init.{name}', f'unknown key{check.suggest(name, SECTION_KEYS)}; '
                        f'expected one of: {", ".join(SECTION_KEYS)}')
-    check.network('network_g')
     if 'network' not in section:
         try:
             section = {**section, 'network': plain_network(check.opt['network_g'])}
