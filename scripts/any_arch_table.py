@@ -69,13 +69,15 @@ def measure_one(name, args):
     costs = {kind: network_cost(section) for kind, section in sections.items()}
     record['params'] = {kind: params for kind, (params, _) in costs.items()}
     record['flops'] = {kind: flops for kind, (_, flops) in costs.items()}
-    record['ghost_layers'] = len(ghost_layers(build_network(copy.deepcopy(sections['ghost']))))
     timed = {**spec['network'], **spec.get('latency_network', {})}
-    record['timed_networks'] = {'plain': timed, 'ghost': ghost_of(timed)}
+    timed_sections = {'plain': timed, 'ghost': ghost_of(timed)}
     nets = {}
-    for kind, section in record['timed_networks'].items():
+    for kind, section in timed_sections.items():
         torch.manual_seed(0)
         nets[kind] = build_network(copy.deepcopy(section)).eval()
+    counted = nets['ghost'] if timed == spec['network'] else build_network(copy.deepcopy(sections['ghost']))
+    record['ghost_layers'] = len(ghost_layers(counted))
+    record['timed_networks'] = timed_sections
     size = (1, 3, *spec['latency_size'])
     x = torch.rand(size, generator=torch.Generator().manual_seed(0))
     record['latency'] = {}

@@ -38,6 +38,7 @@ from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.engines import LAYOUTS
 from ghostsr_plugin.errors import InputError, exit_on_input_error
+from ghostsr_plugin.outputs import check_output_file
 
 DTYPES = ('float32', 'float16', 'bfloat16')
 MODES = ('eager', 'compiled')
@@ -186,8 +187,7 @@ def main():
     parser.add_argument('--overwrite', action='store_true', help='replace an existing JSON file')
     args = parser.parse_args()
     with exit_on_input_error(parser):
-        if osp.exists(args.json) and not args.overwrite:
-            raise InputError(f'{args.json} exists; pass --overwrite to replace it')
+        check_output_file(args.json, args.overwrite, option='--json')
         if args.layer_size[0] % 2:
             raise InputError(f'--layer-size: C must be even (half the channels are ghosts), found {args.layer_size[0]}')
         if args.device.startswith('cuda') and not torch.cuda.is_available():
