@@ -174,6 +174,13 @@ def atomic_path(path):
         raise
 
 
+def write_json(path, data):
+    """``data`` as JSON (indent 1) at ``path``, written whole or not at all (:func:`atomic_path`)."""
+    with atomic_path(path) as temporary, open(temporary, 'w') as f:
+        json.dump(data, f, indent=1)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_folder(path):
     """Like ``atomic_path``, with the temporary folder created: fill it, and it becomes ``path`` at the end."""

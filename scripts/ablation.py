@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.atomic import atomic_path, write_json
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.option_check import load_option_file
 from ghostsr_plugin.results import portable_path
@@ -134,9 +134,7 @@ def run_one(config, seed, args):
               'argmax_moved': moved[0] if moved else None, 'ghost_layers': moved[1] if moved else None,
               'train_seconds': round(train_seconds, 1), 'experiment': osp.join('experiments', name),
               'date': datetime.now(timezone.utc).isoformat(timespec='seconds')}
-    with atomic_path(result) as temporary, open(temporary, 'w') as f:
-        json.dump(record, f, indent=1)
-    return result
+    return write_json(result, record)
 
 
 def run(args):

@@ -14,7 +14,6 @@ Examples (from the repository root; nothing else running, as latency is measured
 """
 import argparse
 import copy
-import json
 import os.path as osp
 import sys
 from datetime import datetime, timezone
@@ -24,7 +23,7 @@ import torch
 
 from ghostsr_plugin import engines
 from ghostsr_plugin.archs import ghost_layers
-from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.commands.benchmark import environment
 from ghostsr_plugin.cost import device_name, interleaved_latency, network_cost
 from ghostsr_plugin.errors import exit_on_input_error
@@ -93,9 +92,7 @@ def measure_one(name, args):
     record.update(device=device_name('cpu'), environment=environment(),
                   date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
     path = osp.join(args.results, f'{name}.json')
-    with atomic_path(path) as temporary, open(temporary, 'w') as f:
-        json.dump(record, f, indent=1)
-    return path
+    return write_json(path, record)
 
 
 def _reduction(counts):

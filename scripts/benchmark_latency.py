@@ -23,7 +23,6 @@ Example (CPU, tiny): python scripts/benchmark_latency.py --device cpu --size 12 
 import argparse
 import copy
 import datetime
-import json
 import os.path as osp
 import sys
 import time
@@ -34,7 +33,7 @@ from torch import nn
 from ghostsr_plugin import cost
 from ghostsr_plugin.archs import GhostConv2d, freeze, ghost_layers
 from ghostsr_plugin.archs.ghost_edsr_arch import GhostEDSR
-from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.commands import positive_int
 from ghostsr_plugin.engines import LAYOUTS
 from ghostsr_plugin.errors import InputError, exit_on_input_error
@@ -159,8 +158,7 @@ def run(args, path):
             row['error'] = f'{type(error).__name__}: {error}'.splitlines()[0]
             print(f"{part} {mode} {dtype} {layout}: failed: {row['error']}", flush=True)
         result['rows'].append(row)
-        with atomic_path(path) as temporary, open(temporary, 'w') as f:
-            json.dump(result, f, indent=1)
+        write_json(path, result)
     print(f'wrote {path}')
 
 

@@ -26,7 +26,6 @@ Example (CPU, small): python scripts/benchmark_shift.py --device cpu --sizes 1x1
 import argparse
 import contextlib
 import datetime
-import json
 import os.path as osp
 import re
 import statistics
@@ -38,7 +37,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from ghostsr_plugin import cost, ops
-from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.ops import extension, reference
 
@@ -317,8 +316,7 @@ def main():
               'peak_source': peak_source, 'copy_gb_per_s': max(r['copy_gb_per_s'] for r in op_rows),
               'ops': op_rows}
     print_table(result)
-    with atomic_path(path) as temporary, open(temporary, 'w') as f:
-        json.dump(result, f, indent=1)
+    write_json(path, result)
     print(f'\nwrote {path}')
 
 

@@ -173,10 +173,9 @@ def environment(path):
 
 
 def write_json(path, data):
-    from ghostsr_plugin.atomic import atomic_path
+    from ghostsr_plugin.atomic import write_json as write
 
-    with atomic_path(path) as temporary, open(temporary, 'w') as f:
-        json.dump(data, f, indent=1)
+    write(path, data)
 
 
 def read_json(folder, step):

@@ -24,7 +24,6 @@ Example:
       --checkpoint experiments/demo_GhostEDSR_x2_f32b4/models/net_g_latest.pth --name 'GhostEDSR demo'
 """
 import copy
-import json
 import os
 import os.path as osp
 import platform
@@ -38,7 +37,7 @@ from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
 from ghostsr_plugin.archs.ghost_arch import upscale_factor
-from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.commands import non_negative_int, positive_int, torch_device
 from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
 from ghostsr_plugin.data_prep import matlab_bicubic
@@ -280,8 +279,7 @@ def run(args):
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
         path = paths[name, scale]
-        with atomic_path(path) as temporary, open(temporary, 'w') as f:  # --out is made by the first result
-            json.dump(record, f, indent=1)
+        write_json(path, record)  # (--out is made by the first result)
         summary = [f"{s} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for s, r in results.items()]
         if cost['latency']:
             summary.append(f"{cost['latency']['seconds'] * 1e3:.1f} ms on {args.engine}")

@@ -35,7 +35,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ghostsr_plugin.atomic import atomic_path
+from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.cost import device_name
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.registration import register
@@ -203,8 +203,7 @@ class FastSRModel(SRModel):
             'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
         path = osp.join(self.opt['path']['experiments_root'], SUMMARY_FILE)
-        with atomic_path(path) as temporary, open(temporary, 'w') as f:
-            json.dump(summary, f, indent=1)
+        write_json(path, summary)
 
     @master_only
     def save_training_state(self, epoch, current_iter):
