@@ -181,6 +181,19 @@ def write_json(path, data):
     return path
 
 
+def write_between(path, text, begin, end):
+    """Replace what lies between the marker lines ``begin`` and ``end`` of the text file ``path`` with ``text``
+    (a generated table in a hand-written document), whole or not at all."""
+    with open(path) as f:
+        document = f.read()
+    if document.count(begin) != 1 or document.count(end) != 1 or document.index(begin) > document.index(end):
+        raise InputError(f'{path}: expected one {begin} line and, after it, one {end} line')
+    head, rest = document.split(begin)
+    tail = rest.split(end)[1]
+    with atomic_path(path) as temporary, open(temporary, 'w') as f:
+        f.write(f'{head}{begin}\n{text}{end}{tail}')
+
+
 @contextlib.contextmanager
 def atomic_folder(path):
     """Like ``atomic_path``, with the temporary folder created: fill it, and it becomes ``path`` at the end."""

@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from ghostsr_plugin.atomic import atomic_path, write_json
+from ghostsr_plugin.atomic import atomic_path, write_between, write_json
 from ghostsr_plugin.errors import InputError, exit_on_input_error
 from ghostsr_plugin.option_check import load_option_file
 from ghostsr_plugin.results import portable_path
@@ -167,8 +167,8 @@ def _mean_std(values):
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def load_records(results, record_format=FORMAT):
-    """The JSONs of ``record_format`` (the ablation's) in folder ``results``, in file order."""
+def load_records(results, record_format):
+    """The JSONs of ``record_format`` in folder ``results``, in file order."""
     records = []
     for path in sorted(glob.glob(osp.join(results, '*.json'))):
         with open(path) as f:
@@ -203,7 +203,7 @@ def table(results):
     Configs evaluated at the same stages share a table (the from-scratch runs at their last
     iteration, the fine-tunes also right after the init and at 300 iterations, say).
     """
-    records = load_records(results)
+    records = load_records(results, FORMAT)
     sets, groups = set_names(records), by_config(records)
     config_stages = {config: tuple(sorted({st for r in rows for st in r['stages']}, key=stage_order))
                      for config, rows in groups.items()}
@@ -230,7 +230,7 @@ def plot(results, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    records = [r for r in load_records(results) if 'init' in r['stages']]
+    records = [r for r in load_records(results, FORMAT) if 'init' in r['stages']]
     if not records:
         raise InputError(f'no run in {results} was evaluated right after its init: nothing to plot')
     sets = set_names(records)
@@ -251,16 +251,9 @@ def plot(results, path):
         fig.savefig(temporary, dpi=110, format=osp.splitext(path)[1][1:] or 'png')
 
 
-def write_into(path, text, begin=BEGIN, end=END):
-    """Replace what lies between the marker lines ``begin`` and ``end`` in the Markdown file ``path`` with ``text``."""
-    with open(path) as f:
-        document = f.read()
-    if document.count(begin) != 1 or document.count(end) != 1 or document.index(begin) > document.index(end):
-        raise InputError(f'{path}: expected one {begin} line and, after it, one {end} line')
-    head, rest = document.split(begin)
-    tail = rest.split(end)[1]
-    with atomic_path(path) as temporary, open(temporary, 'w') as f:
-        f.write(f'{head}{begin}\n{text}{end}{tail}')
+def write_into(path, text):
+    """The ablation table into the Markdown file ``path``, between its markers."""
+    write_between(path, text, BEGIN, END)
 
 
 def main():

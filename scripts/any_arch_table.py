@@ -23,13 +23,13 @@ import torch
 
 from ghostsr_plugin import engines
 from ghostsr_plugin.archs import ghost_layers
-from ghostsr_plugin.atomic import write_json
+from ghostsr_plugin.atomic import write_between, write_json
 from ghostsr_plugin.commands.benchmark import environment
 from ghostsr_plugin.cost import device_name, interleaved_latency, network_cost
 from ghostsr_plugin.errors import exit_on_input_error
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from ablation import load_records, write_into  # noqa: E402  (a sibling developer tool)
+from ablation import load_records  # noqa: E402  (a sibling developer tool)
 
 RESULTS = osp.join('benchmarks', 'results', 'any_arch', 'cost')
 FORMAT = 'ghostsr-any-arch-cost/1'
@@ -146,7 +146,7 @@ def main():
             text = table(args.results)
             print(text, end='')
             if args.into:
-                write_into(args.into, text, BEGIN, END)
+                write_between(args.into, text, BEGIN, END)
 
 
 if __name__ == '__main__':

@@ -389,16 +389,14 @@ def main():
     if args.environment:
         return environment(args.environment)
     if args.tables:
-        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-        from ablation import write_into  # (the same marker-delimited replacement as the ablation's table)
-
+        from ghostsr_plugin.atomic import write_between
         from ghostsr_plugin.errors import exit_on_input_error
 
         text = tables(args.tables)
         print(text, end='')
         if args.into:
             with exit_on_input_error(parser):
-                write_into(args.into, text, BEGIN, END)
+                write_between(args.into, text, BEGIN, END)
         return 0
     if not args.dry_run:
         import torch
