@@ -26,11 +26,12 @@ from .conversion import BODY, ConversionError, convert_convs, select_convs
 
 
 @register(ARCH_REGISTRY)
-def Ghost(base, ratio=0.5, max_shift=1, orientation_groups=1, abs_argmax=False, deploy=False, convert=BODY):
+def Ghost(base, ratio=0.5, max_shift=1, orientation_groups=1, abs_argmax=False, deploy=False, convert=BODY,
+          cheap_op='shift'):
     """The ``base`` network (a BasicSR network section) with the convs ``convert`` names as Ghost layers.
 
-    ``ratio``, ``max_shift``, ``orientation_groups``, ``abs_argmax`` and ``deploy`` are the Ghost
-    layer's (see ``GhostConv2d``); ``convert`` is ``'body'`` or a list of module-name patterns
+    ``ratio``, ``max_shift``, ``orientation_groups``, ``abs_argmax``, ``deploy`` and ``cheap_op`` are the
+    Ghost layer's (see ``GhostConv2d``); ``convert`` is ``'body'`` or a list of module-name patterns
     (see ``ghostsr_plugin.archs.conversion``). Raises ``ConversionError`` naming the module that
     cannot be converted.
     """
@@ -40,7 +41,8 @@ def Ghost(base, ratio=0.5, max_shift=1, orientation_groups=1, abs_argmax=False, 
         raise ConversionError('base is itself a Ghost wrapper; give the plain arch', option='base')
     net = arch(**base)
     return convert_convs(net, select_convs(net, convert), ratio=ratio, max_shift=max_shift,
-                         orientation_groups=orientation_groups, abs_argmax=abs_argmax, deploy=deploy)
+                         orientation_groups=orientation_groups, abs_argmax=abs_argmax, deploy=deploy,
+                         cheap_op=cheap_op)
 
 
 def base_section(network_opt):
