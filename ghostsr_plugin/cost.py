@@ -5,8 +5,10 @@ FLOPs are counted by ``torch.utils.flop_counter`` over one forward pass that pro
 The counter has formulas for matrix products and convolutions only (2 FLOPs per
 multiply-add, bias ignored): slicing, concatenation, element-wise ops and custom ops
 without a registered formula count zero, so a Ghost layer's shift costs nothing, as in
-the paper. Latency is the median of timed forward passes after a warm-up, with CUDA
-events on a GPU and the wall clock on a CPU.
+the paper. A network whose work depends on its input (SMSR's masks) is counted on the
+input as it runs (``mask_cost``): its sparse form's convolutions and matrix products are
+exactly what it computes. Latency is the median of timed forward passes after a warm-up,
+with CUDA events on a GPU and the wall clock on a CPU.
 """
 import copy
 import platform
@@ -40,6 +42,28 @@ def count_flops(net, x):
     with FlopCounterMode(display=False) as counter:
         net(x)
     return counter.get_total_flops()
+
+
+def input_dependent(net):
+    """Whether the work ``net`` does depends on its input (learned masks decide it: SMSR).
+
+    Such a network reports ``mask_sparsity()`` after a forward and has an ``inference`` mode,
+    ``'sparse'`` (only what the masks keep) or ``'dense'`` (everything, then masked).
+    """
+    return callable(getattr(net, 'mask_sparsity', None))
+
+
+@torch.no_grad()
+def mask_cost(net, x):
+    """An input-dependent ``net`` on ``x``: its FLOPs as the masks decide, computed densely, and the masks' sparsity."""
+    flops = count_flops(net, x)
+    sparsity = net.mask_sparsity()
+    mode, net.inference = net.inference, 'dense'
+    try:
+        dense = count_flops(net, x)
+    finally:
+        net.inference = mode
+    return {'flops': flops, 'flops_dense': dense, **sparsity}
 
 
 def network_cost(network_opt):

@@ -10,6 +10,15 @@ class InputError(ValueError):
     """Bad input from the user; the message names the problem, expected versus found."""
 
 
+class ArgumentError(InputError):
+    """An arch argument that cannot be built; ``option`` names the argument at fault (the option check reports
+    it as ``network_g.<option>``)."""
+
+    def __init__(self, message, option=None):
+        super().__init__(message)
+        self.option = option
+
+
 @contextlib.contextmanager
 def exit_on_input_error(parser):
     """Inside it, an ``InputError`` ends the script argparse's way: its message and status 2."""

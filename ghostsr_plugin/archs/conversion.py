@@ -31,7 +31,7 @@ import re
 import torch
 from torch import nn
 
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import ArgumentError
 
 from .conv_graph import named_convs, trace_convs
 from .ghost_layer import GhostConv2d
@@ -41,12 +41,8 @@ BLOCK_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 ATTENTION_NAME = re.compile('attention|attn', re.IGNORECASE)
 
 
-class ConversionError(InputError):
+class ConversionError(ArgumentError):
     """A network or conv that cannot be converted; ``option`` is the wrapper's option at fault, if any."""
-
-    def __init__(self, message, option=None):
-        super().__init__(message)
-        self.option = option
 
 
 def describe(conv):
