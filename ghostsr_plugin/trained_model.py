@@ -76,7 +76,7 @@ def frozen_model(network, checkpoint, param_key=None):
     from ghostsr_plugin.evaluate import load_model
 
     net = load_model(network, osp.expanduser(checkpoint), param_key)
-    learned = Counter(m.kind for m in gumbel_modules(net) if not m.frozen)
+    learned = Counter(m.PLURAL for m in gumbel_modules(net) if not m.frozen)
     if learned:
         kinds = ', '.join(f'{count} {kind}' for kind, count in learned.items())
         print(f'{checkpoint} is a training checkpoint: freezing its {kinds} at their argmax (as `ghostsr freeze` does)')

@@ -114,12 +114,16 @@ def test_flops_from_the_masks_all_kept_is_dense_and_none_kept_the_dense_channels
     x = torch.rand(1, 3, h, w)
     set_spatial_masks(net, torch.ones(1, 1, h, w, dtype=torch.bool))
     everything = mask_cost(net, x)
-    assert everything['flops'] == everything['flops_dense'] and everything['spatial_sparsity'] == 0
+    assert everything['sparse']['flops'] == everything['dense']['flops'] and everything['spatial_sparsity'] == 0
     set_spatial_masks(net, torch.zeros(1, 1, h, w, dtype=torch.bool))
     nothing = mask_cost(net, x)
-    assert nothing['flops_dense'] == everything['flops']
-    assert everything['flops'] - nothing['flops'] == hand_flops(net, h, w, True) - hand_flops(net, h, w, False)
-    assert nothing['spatial_sparsity'] == 1
+    assert nothing['dense']['flops'] == everything['sparse']['flops']
+    dense_channels_only = everything['sparse']['flops'] - hand_flops(net, h, w, True) + hand_flops(net, h, w, False)
+    assert nothing['sparse']['flops'] == dense_channels_only and nothing['spatial_sparsity'] == 1
+    # the cost model's multiplications and additions count the same products (and nothing it cannot count)
+    assert everything['sparse']['mults'] - nothing['sparse']['mults'] == (everything['sparse']['flops']
+                                                                         - nothing['sparse']['flops']) // 2
+    assert not nothing['sparse']['outside_energy']['uncounted']
 
 
 def test_freeze_bakes_hard_channel_masks_that_load_into_the_deploy_form(tmp_path):
@@ -175,7 +179,8 @@ def test_benchmark_counts_flops_per_image_from_its_masks(tiny_benchmark, tmp_pat
     images = result['sets']['Tiny']['images']
     ratios = [r['flops_ratio'] for r in images]
     assert all(0 < r < 1 for r in ratios) and len(set(ratios)) == len(ratios)  # each image its own masks
-    assert result['flops'] == pytest.approx(sum(ratios) / len(ratios) * result['flops_dense'])
+    assert result['flops'] == pytest.approx(sum(ratios) / len(ratios) * result['dense']['flops'])
+    assert result['energy_pj'] < result['dense']['energy_pj']
     assert result['sparsity']['spatial'] == pytest.approx(sum(r['spatial_sparsity'] for r in images) / len(images))
     latency = result['latency']
     assert latency['input_kind'] == 'Tiny' and latency['input'] == [1, 3, 20, 24]

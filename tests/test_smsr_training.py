@@ -46,7 +46,7 @@ def test_the_demo_run_lowers_the_loss_follows_its_schedules_and_reports_its_spar
     assert [int(line[0]) for line in lines] == [20, 40, 60, 80, 100]
     temperature = build_schedule(opt['train']['temperature_schedule'])
     weight = build_schedule(opt['train']['sparsity_schedule'])
-    for it, l_pix, l_sparsity, tau, lam, density, spatial, channel in ((int(v[0]), *map(float, v[1:])) for v in lines):
+    for it, _, l_sparsity, tau, lam, density, spatial, channel in ((int(v[0]), *map(float, v[1:])) for v in lines):
         assert tau == pytest.approx(temperature(it, 100), rel=1e-4) and tau == pytest.approx(1 - 0.6 * (it - 1) / 450,
                                                                                             rel=1e-4)
         assert lam == pytest.approx(weight(it, 100), rel=1e-4) and lam == pytest.approx(min((it - 1) / 75, 1), rel=1e-4)

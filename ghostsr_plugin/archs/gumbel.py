@@ -19,10 +19,10 @@ class GumbelChoice(nn.Module):
         temperature: set by the training model every iteration (what it scales is the subclass's:
             the noise added to the logits of a Gumbel-max, or the softmax's temperature).
         noise_generator: the ``torch.Generator`` the noise is drawn from (None: the global one).
-        kind: what the choices are, plural, for messages ("Ghost layers").
+        PLURAL: what the choices are, plural, for messages ("Ghost layers").
     """
 
-    kind = 'learned choices'
+    PLURAL = 'learned choices'
 
     def __init__(self):
         super().__init__()

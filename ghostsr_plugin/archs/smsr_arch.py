@@ -52,7 +52,7 @@ class HalfSize(nn.Module):
 class SpatialMask(GumbelChoice):
     """Where an SMM computes its sparse channels: (N, 1, H, W), soft in training, boolean in eval."""
 
-    kind = 'SMSR spatial masks'
+    PLURAL = 'SMSR spatial masks'
 
     def __init__(self, num_feat):
         super().__init__()
@@ -80,7 +80,7 @@ class ChannelMask(GumbelChoice):
     so a graph (torch.export, ONNX, torch.compile) sees constant channel counts.
     """
 
-    kind = 'SMSR channel masks'
+    PLURAL = 'SMSR channel masks'
 
     def __init__(self, num_layer, num_feat, deploy=False):
         super().__init__()

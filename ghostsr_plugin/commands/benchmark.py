@@ -1,4 +1,4 @@
-"""Benchmark models on prepared test sets: PSNR/SSIM, params, FLOPs, latency; one JSON per model and scale.
+"""Benchmark models on prepared test sets: PSNR/SSIM, params, FLOPs, energy, latency; one JSON per model and scale.
 
 Models: ``bicubic`` (MATLAB's bicubic upscaling, the literature's baseline), BasicSR option
 files (the network from ``network_g``; weights from ``path.pretrain_network_g``, or from
@@ -9,12 +9,14 @@ files (the network from ``network_g``; weights from ``path.pretrain_network_g``,
 Test sets are read from --data in BasicSR's layout, as `ghostsr prepare-benchmarks`
 writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
 PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
-pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
-latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
-on one forward pass producing 1280 x 720, whole image; the networks of one run are timed in
-turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
-networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs; on a
-CUDA device in float16 unless --fp32 (each JSON records the precision and layout).
+pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero),
+multiplications, additions and energy (ghostsr_plugin.cost: 45 nm float32, 3.7 pJ a
+multiplication, 0.9 pJ an addition), and latency (median after a warm-up; CUDA events on a
+GPU, wall clock on a CPU) are measured on one forward pass producing 1280 x 720, whole image;
+the networks of one run are timed in turn, round after round, so their ratios are fair on a
+noisy machine. --engine runs the networks (frozen) in eager PyTorch, torch.compile or
+onnxruntime, for latency and outputs; on a CUDA device in float16 unless --fp32 (each JSON
+records the precision and layout).
 --tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
 SHA-256, data SHA-256 and every option of the run; for the ``net_g_latest.pth`` of a run trained with
 FastSRModel or GhostSRModel, also how it was trained (its ``training.json``: iterations, wall time, it/s, device).
@@ -36,18 +38,18 @@ import torch
 from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
-from ghostsr_plugin.archs.ghost_arch import upscale_factor
+from ghostsr_plugin.archs.conversion import upscale_factor
 from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.commands import non_negative_int, positive_int, torch_device
 from ghostsr_plugin.cost import (
     OUTPUT_SIZE,
     cost_input,
-    count_flops,
-    count_params,
     device_name,
+    energy_pj,
     input_dependent,
     interleaved_latency,
     mask_cost,
+    model_cost,
 )
 from ghostsr_plugin.data_prep import matlab_bicubic, mosaic, read_color_image
 from ghostsr_plugin.errors import InputError
@@ -64,6 +66,8 @@ from ghostsr_plugin.option_check import check_network_options, load_option_file
 from ghostsr_plugin.outputs import check_files_folder, check_output_files
 from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, portable_path, result_path, set_folders, set_order, sha256
 from ghostsr_plugin.tiling import overlap_warning
+
+MASK_COUNTS = ('flops', 'mults', 'adds', 'energy_pj')  # counts that an input-dependent network's masks decide
 
 
 def add_arguments(parser):
@@ -86,7 +90,8 @@ def add_arguments(parser):
     engines.add_arguments(parser)
     parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
     parser.add_argument('--latency_only', action='store_true',
-                        help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
+                        help='measure params, FLOPs, energy and latency only, on no test set (any weights of the '
+                        'right shape)')
     parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
                         help='LR size of the timed input (default: the one whose output is 1280 x 720)')
     parser.add_argument('--latency_input', default='random', metavar='random|SET',
@@ -204,9 +209,9 @@ def _load_network(model, scale, args, device):
         net, param_key = build_network(copy.deepcopy(model['network_g'])).eval(), None
     net = net.to(device)
     x = cost_input(scale, device)
-    cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
+    cost = {**model_cost(net, x), 'cost_input': list(x.shape)}
     if input_dependent(net):
-        cost['flops_dense'] = mask_cost(net, x)['flops_dense']
+        cost['dense'] = {k: v for k, v in mask_cost(net, x)['dense'].items() if k in MASK_COUNTS}
     run = engines.prepare(net, args.engine, args.threads, device, **engines.settings(args, device))
     if args.tile is not None:
         warning = overlap_warning(net, args.tile_overlap)
@@ -221,21 +226,23 @@ def _load_network(model, scale, args, device):
 
 
 def _image_cost(net, image):
-    """The share of its dense FLOPs an input-dependent network's masks leave on one LR image, and their sparsity."""
+    """The shares of its dense counts an input-dependent network's masks leave on one LR image, and their sparsity."""
     x = network_input(image, next(net.parameters()).device).to(next(net.parameters()).dtype)
     counted = mask_cost(net, x)
-    return {'flops_ratio': counted['flops'] / counted['flops_dense'],
+    return {**{f'{k}_ratio': counted['sparse'][k] / counted['dense'][k] for k in ('flops', 'mults', 'adds')},
             **{k: counted[k] for k in ('spatial_sparsity', 'channel_sparsity')}}
 
 
-def _mask_flops(cost, results):
-    """An input-dependent network's FLOPs from the test images' masks: their mean FLOPs share times its dense FLOPs
-    at 1280 x 720 (per set too), and their mean sparsity."""
+def _mask_counts(cost, results):
+    """An input-dependent network's counts from the test images' masks: their mean share of the dense counts times
+    its dense counts at 1280 x 720 (the FLOPs per set too), the energy of those; and their mean sparsity."""
     images = [image for result in results.values() for image in result['images']]
     for result in results.values():
-        result['flops'] = result['flops_ratio'] * cost['flops_dense']
-    return {'flops': sum(i['flops_ratio'] for i in images) / len(images) * cost['flops_dense'],
-            'flops_from': 'the masks of the test images: their mean share of the dense FLOPs, at 1280 x 720',
+        result['flops'] = result['flops_ratio'] * cost['dense']['flops']
+    counts = {k: sum(i[f'{k}_ratio'] for i in images) / len(images) * cost['dense'][k]
+              for k in ('flops', 'mults', 'adds')}
+    return {**counts, 'energy_pj': energy_pj(counts['mults'], counts['adds']),
+            'counts_from': 'the masks of the test images: their mean share of the dense counts, at 1280 x 720',
             'sparsity': {k: sum(i[f'{k}_sparsity'] for i in images) / len(images) for k in ('spatial', 'channel')}}
 
 
@@ -263,7 +270,9 @@ def _latencies(loaded, args, device):
                  for name in calls}
     for name, (_, _, _, _, net) in loaded.items():
         if input_dependent(net):
-            latencies[name].update(mask_cost(net, inputs[name].to(next(net.parameters()).dtype)))
+            counted = mask_cost(net, inputs[name].to(next(net.parameters()).dtype))
+            latencies[name].update(flops=counted['sparse']['flops'], flops_dense=counted['dense']['flops'],
+                                   **{k: counted[k] for k in ('spatial_sparsity', 'channel_sparsity')})
     return latencies
 
 
@@ -305,7 +314,7 @@ def run(args):
     loaded = {}
     for model, scale in runs:
         if model != BICUBIC:
-            print(f"{model['name']}: loading, counting FLOPs, preparing the {args.engine} engine")
+            print(f"{model['name']}: loading, counting FLOPs and energy, preparing the {args.engine} engine")
             run_network, described, cost, net = _load_network(model, scale, args, device)
             loaded[model['name']] = (run_network, scale, described, cost, net)
     latencies = _latencies(loaded, args, device)
@@ -313,7 +322,8 @@ def run(args):
     for model, scale in runs:
         if model == BICUBIC:
             name, baseline, upscale = BICUBIC, None, partial(matlab_bicubic, scale=scale)
-            described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
+            described, cost = {'kind': BICUBIC}, {key: None for key in ('params', 'flops', 'mults', 'adds', 'energy_pj',
+                                                                        'cost_input', 'latency')}
         else:
             name, baseline = model['name'], model['baseline']
             run_network, _, described, cost, net = loaded[name]
@@ -329,7 +339,7 @@ def run(args):
             results[set_name] = {**result, 'gt_folder': portable_path(gt_folder), 'lq_folder': portable_path(lq_folder),
                                  'data_sha256': sha256(files)}
         if measure and results:
-            cost.update(_mask_flops(cost, results))
+            cost.update(_mask_counts(cost, results))
         record = {
             'format': RESULT_FORMAT, 'name': name, 'baseline': baseline, 'scale': scale, 'model': described,
             'sets': results, **cost,
