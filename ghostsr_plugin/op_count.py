@@ -5,10 +5,11 @@ energy, so this counts every floating-point operation a forward pass performs, a
 multiplications (a division counts as one: a multiplication by a reciprocal) and additions
 (a subtraction, and a comparison, which is a subtraction whose sign is kept, count as one).
 Moving data (views, padding, concatenation, pixel shuffle, gathers, a Ghost layer's shift)
-costs no arithmetic, nor do integer and boolean ops (indices, masks: SMSR's positions). Functions that are neither (exp, log, a power with a learned exponent,
-square roots) are counted apart as *special* evaluations, by name: no figure of the energy
-table stands for them. An op this module has no formula for is listed as *uncounted*, so a
-count never misses arithmetic silently.
+costs no arithmetic, nor do integer and boolean ops (indices, masks: SMSR's positions).
+Functions that are neither (exp, log, a power with a learned exponent, square roots) are
+counted apart as *special* evaluations, by name: no figure of the energy table stands for them.
+An op this module has no formula for is listed as *uncounted*, so a count never misses
+arithmetic silently.
 
 Counting runs under a ``TorchDispatchMode``: it sees the ATen ops (and the plugin's custom
 ops) that actually run, on any device including ``meta``, whatever the architecture. Per op:

@@ -2,7 +2,7 @@
 # Every row of benchmarks/results/leaderboard.md, from the repository alone: build the demo set and the
 # test sets, train the models of options/demo (a run whose net_g_latest.pth exists is not trained again),
 # benchmark each with `ghostsr benchmark` and merge the JSONs with `ghostsr leaderboard`.
-# CPU: about 1.5 hours on one core (the EDSR-baseline teacher alone about 45 min). Run from anywhere.
+# CPU: about 2 hours on one core (the EDSR-baseline teacher alone about 45 min). Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -22,6 +22,8 @@ train options/demo/edsr_baseline_x2_demo.yml demo_EDSR_x2_f64b16  # the teacher 
 for start in cluster order scratch; do
   train "options/demo/ghost_edsr_baseline_x2_${start}_demo.yml" "demo_GhostEDSR_x2_f64b16_${start}"
 done
+train options/demo/ghost_edsr_dw_x2_demo.yml demo_GhostEDSR_dw_x2_f32b4  # the paper's depthwise-ghost ablation
+train options/demo/smsr_x2_demo.yml demo_SMSR_x2_f32b2                   # SMSR (docs/peers.md)
 
 ghostsr benchmark bicubic --sets Set5 Set14 --scales 2 3 4 --out "$out" --overwrite
 ghostsr benchmark options/demo/ghost_edsr_x2_demo.yml --name 'GhostEDSR demo (32f/4b)' --sets Set5 Set14 \
@@ -33,4 +35,9 @@ for start in cluster order scratch; do
     --name "GhostEDSR-baseline, $start init (+1500 it)" --baseline 'EDSR-baseline teacher (600 it)' \
     --sets Set5 Set14 --out "$out" --overwrite
 done
+ghostsr benchmark options/demo/ghost_edsr_dw_x2_demo.yml --name 'GhostEDSR demo, depthwise ghosts (32f/4b)' \
+  --sets Set5 Set14 --out "$out" --overwrite
+# SMSR: the sparse and the dense form of one trained network, timed in turn on Set14's LR images tiled (natural masks)
+ghostsr benchmark options/test/SMSR/test_SMSR_demo_x2.yml options/test/SMSR/test_SMSR_demo_x2_dense.yml \
+  --baseline SMSR_demo_x2_f32b2_dense --latency_input Set14 --sets Set5 Set14 --out "$out" --overwrite
 ghostsr leaderboard "$out" --out "$out" --overwrite
