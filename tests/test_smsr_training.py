@@ -50,7 +50,7 @@ def test_the_demo_run_lowers_the_loss_follows_its_schedules_and_reports_its_spar
         assert tau == pytest.approx(temperature(it, 100), rel=1e-4) and tau == pytest.approx(1 - 0.6 * (it - 1) / 450,
                                                                                             rel=1e-4)
         assert lam == pytest.approx(weight(it, 100), rel=1e-4) and lam == pytest.approx(min((it - 1) / 75, 1), rel=1e-4)
-        assert l_sparsity == pytest.approx(0.1 * lam * density, rel=1e-3)
+        assert l_sparsity == pytest.approx(opt['train']['sparsity_opt']['loss_weight'] * lam * density, rel=1e-3)
         assert 0 <= spatial <= 1 and 0 <= channel <= 1
     first, last = float(lines[0][1]), float(lines[-1][1])
     assert last < first  # the loss fell

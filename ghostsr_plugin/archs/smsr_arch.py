@@ -63,9 +63,10 @@ class SpatialMask(GumbelChoice):
             nn.ConvTranspose2d(mid, 2, 3, stride=2, padding=1, output_padding=1))
 
     def forward(self, x):
-        logits = self.body(x)  # (an odd size: one row or column more, cropped by a gather, which torch.export
-        rows, cols = (torch.arange(n, device=x.device) for n in x.shape[-2:])  # keeps dynamic, unlike a slice)
-        logits = logits.index_select(-2, rows).index_select(-1, cols)
+        # An odd size comes back one row or column larger; cropped by a gather, through which torch.export
+        # keeps the size dynamic (not through a slice).
+        rows, cols = (torch.arange(n, device=x.device) for n in x.shape[-2:])
+        logits = self.body(x).index_select(-2, rows).index_select(-1, cols)
         if self.training:
             return gumbel_softmax(logits, self.temperature, 1, self.noise_generator)[:, 1:]
         return logits[:, 1:] > logits[:, :1]

@@ -6,12 +6,15 @@ paper: linear from 1 to 0.4 over the first 30% of training), the Gumbel noise is
 ``net_g_deploy.pth`` with the channel masks frozen. Added here, the paper's loss::
 
     train:
-      sparsity_opt: {type: SparsityLoss, loss_weight: 0.1}   # lambda_0 times the share of outputs kept
+      sparsity_opt: {type: SparsityLoss, loss_weight: 3.92e-4}   # lambda_0 times the share of outputs kept
       sparsity_schedule: {type: linear, start: 0, end: 1, span: 50, unit: epoch}   # times loss_weight
 
 The regularization is the share of the masked layers' outputs the relaxed masks keep (averaged
 over modules, layers, channels and positions: ``SMSR.density``), weighted by ``loss_weight`` times
 ``train.sparsity_schedule`` (any schedule of ``ghostsr_plugin.schedules``; default: constant 1).
+The paper's lambda_0 = 0.1 sits beside an L1 loss on pixels in 0..255 (the EDSR code's range);
+beside BasicSR's L1 on 0..1 the same balance is 0.1 / 255 = 3.92e-4 (at 0.1 the regularization
+outweighs the L1 loss and every mask closes within a thousand demo iterations).
 At BasicSR's print frequency the log line carries the temperature, the sparsity weight, the
 density and the hard masks' ``spatial_sparsity`` (share of positions skipped, this batch) and
 ``channel_sparsity`` (share of sparse channels).
@@ -29,9 +32,10 @@ CONSTANT_WEIGHT = {'type': 'constant', 'start': 1, 'unit': 'iter'}
 
 @register(LOSS_REGISTRY)
 class SparsityLoss(nn.Module):
-    """``loss_weight`` times a network's density (the share of its masked outputs kept): SMSR's regularization."""
+    """``loss_weight`` times a network's density (the share of its masked outputs kept): SMSR's regularization
+    (the paper's 0.1 on 0..255 pixels is 3.92e-4 beside BasicSR's L1 on 0..1)."""
 
-    def __init__(self, loss_weight=0.1):
+    def __init__(self, loss_weight=3.92e-4):
         super().__init__()
         self.loss_weight = loss_weight
 
