@@ -47,6 +47,23 @@ KINDS = {'aten::mkldnn_convolution': 'convolution', 'aten::convolution': 'convol
          'aten::index_add_': 'scatter', 'aten::nonzero': 'mask positions', 'aten::cumsum': 'mask positions'}
 
 
+def keep_top(net, share):
+    """Make every spatial mask of ``net`` keep the ``share`` of positions its learned scores rank highest (the
+    learned masks' order at another sparsity)."""
+    for module in net.body:
+        branch = module.spatial_mask
+
+        def forward(x, branch=branch):
+            score = branch.body(x)[..., :x.shape[-2], :x.shape[-1]]
+            score = (score[:, 1:] - score[:, :1]).flatten(1)
+            count = max(int(round(share * score.shape[1])), 1)
+            threshold = score.topk(count, dim=1).values[:, -1:]
+            return (score >= threshold).view(x.shape[0], 1, *x.shape[-2:])
+
+        branch.forward = forward
+    return net
+
+
 def forms(net):
     """``{'sparse', 'dense', 'open'}``: the trained network in its two inference forms, and with every channel dense."""
     dense, opened = copy.deepcopy(net), copy.deepcopy(net)
@@ -77,6 +94,21 @@ def largest_difference(nets, images):
     return max((nets['sparse'](x) - nets['dense'](x)).abs().max().item() for x in images)
 
 
+def kept_share(nets, x, share, args):
+    """Sparse against dense with every spatial mask keeping ``share`` of the positions (the learned ranking)."""
+    forced = {k: keep_top(copy.deepcopy(nets[k]), share) for k in ('sparse', 'dense')}
+    counted = mask_cost(forced['sparse'], x)
+    seconds, _ = interleaved_latency({k: partial(net, x) for k, net in forced.items()}, 'cpu', args.warmup,
+                                     args.repeats)
+    flops_saved = 1 - counted['sparse']['flops'] / counted['dense']['flops']
+    time_saved = 1 - seconds['sparse'] / seconds['dense']
+    print(f'keeping {share:.0%} of the positions: FLOPs saved {flops_saved:.1%}, time saved {time_saved:.1%}',
+          flush=True)
+    return {'spatial_keep': share, 'flops_saved': flops_saved, 'time_saved': time_saved, 'seconds': seconds,
+            'largest_difference': largest_difference(forced, [x]),
+            'profile': profile(forced['sparse'], x)['by_kind_ms'], 'channel_sparsity': counted['channel_sparsity']}
+
+
 def measure(args):
     opt = load_option_file(args.opt)
     network = check_network_options(args.opt, opt)
@@ -86,7 +118,7 @@ def measure(args):
     nets = forms(frozen_model(network, checkpoint, args.param_key))
     scale = opt['scale']
     lq = [read_color_image(p) for _, _, p in paired_images(*set_folders(args.data, args.set, scale))]
-    x = network_input(mosaic(lq, (720 // scale, 1280 // scale)))
+    x = network_input(mosaic(lq, args.frame or (720 // scale, 1280 // scale)))
     counted = mask_cost(nets['sparse'], x)
     flops = {'sparse': counted['sparse']['flops'], 'dense': counted['dense']['flops'],
              'open': count_flops(nets['open'], x)}
@@ -104,6 +136,7 @@ def measure(args):
     print(f"time sparse / dense {seconds['sparse'] / seconds['dense']:.3f} (dense / open "
           f"{seconds['dense'] / seconds['open']:.3f}): {turned:.2f} of the FLOPs saving became time saved "
           f'(target {TARGET})', flush=True)
+    at_keep = [kept_share(nets, x, share, args) for share in args.keep]
     files = [checkpoint, args.opt]
     record = {
         'format': FORMAT, 'model': {'option_file': portable_path(args.opt), 'checkpoint': portable_path(checkpoint),
@@ -114,6 +147,7 @@ def measure(args):
         'threads': args.threads, 'flops_saved': flops_saved, 'time_saved': time_saved,
         'saving_turned_into_time': turned, 'target': TARGET, 'target_met': turned is not None and turned >= TARGET,
         'largest_difference': differences, 'profile': {k: profile(nets[k], x) for k in ('sparse', 'dense')},
+        'at_spatial_keep': at_keep,
         'device': device_name('cpu'), 'environment': environment(),
         'date': datetime.now(timezone.utc).isoformat(timespec='seconds')}
     return write_json(args.json, record)
@@ -127,8 +161,13 @@ def main():
     parser.add_argument('--param_key', help="default: 'params_ema' when present, else 'params'")
     parser.add_argument('--data', default=osp.join('datasets', 'benchmark'), help='prepared test sets')
     parser.add_argument('--set', default='Set14', help='the test set tiled into the timed frame (default: %(default)s)')
+    parser.add_argument('--frame', nargs=2, type=positive_int, metavar=('H', 'W'),
+                        help='the LR size of the timed frame (default: the one whose output is 1280 x 720)')
     parser.add_argument('--sets', nargs='*', default=['Set5', 'Set14'],
                         help='test sets whose images sparse and dense outputs are compared on (default: %(default)s)')
+    parser.add_argument('--keep', nargs='*', type=float, default=[0.1, 0.3, 0.5],
+                        help='also time both forms with every spatial mask keeping these shares of the positions '
+                        'its learned scores rank highest (default: %(default)s)')
     parser.add_argument('--threads', type=positive_int, default=1)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=positive_int, default=9)

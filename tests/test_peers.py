@@ -26,15 +26,17 @@ def test_benchmark_sparse_times_three_forms_of_one_network(tiny_benchmark, tmp_p
     out = tmp_path / 'speed.json'
     monkeypatch.setattr(sys, 'argv', ['benchmark_sparse.py', '-opt', options, '--data', tiny_benchmark['data'],
                                       '--set', 'Tiny', '--sets', 'Tiny', '--repeats', '1', '--warmup', '0',
-                                      '--json', str(out)])
+                                      '--keep', '0.25', '--frame', '30', '40', '--json', str(out)])
     load_script('benchmark_sparse').main()
     record = json.loads(out.read_text())
     assert record['flops']['sparse'] < record['flops']['dense'] == record['flops']['open']
     assert max(record['largest_difference'].values()) < 1e-5
-    assert record['input']['size'] == [1, 3, 360, 640] and set(record['seconds']) == {'sparse', 'dense', 'open'}
+    assert record['input']['size'] == [1, 3, 30, 40] and set(record['seconds']) == {'sparse', 'dense', 'open'}
     turned = (1 - record['seconds']['sparse'] / record['seconds']['dense']) / record['flops_saved']
     assert record['saving_turned_into_time'] == pytest.approx(turned)
     assert record['target_met'] == (turned >= 0.5) and 'gather' in record['profile']['sparse']['by_kind_ms']
+    forced = record['at_spatial_keep'][0]  # the learned ranking, a quarter of the positions kept
+    assert forced['spatial_keep'] == 0.25 and forced['largest_difference'] < 1e-5 and 0 < forced['flops_saved'] < 1
 
 
 def result(option_file, engine, counted, seconds, psnr=None, network=None, **latency):
