@@ -89,14 +89,12 @@ def table(results, psnr_results):
         cells += ['–' if s is None else f'{s:.1%}' for s in latency_saved.values()]
         cells += ['–' if s is None else f'{s / saved:.2f}' for s in latency_saved.values()]
         lines.append('| ' + ' | '.join(cells) + ' |')
-        for m, _ in pairs.values():
-            if m and 'spatial_sparsity' in m['latency']:
-                notes.append(f"{row}: the masks on the timed frame skip {m['latency']['spatial_sparsity']:.1%} of "
-                             f"the positions, {m['latency']['channel_sparsity']:.1%} of the channels are sparse "
-                             f"({engine(m)})")
-        setups |= {f"{engine(r)}: {r['latency']['device']}, {r['latency']['threads']} thread(s), median of "
-                   f"{r['latency']['repeats']}, input {'x'.join(map(str, r['latency']['input'][2:]))} "
-                   f"({r['latency'].get('input_kind', 'random')})" for p in pairs.values() for r in p if r}
+        if 'spatial_sparsity' in eager[0]['latency']:
+            notes.append(f"{row}: the masks skip {eager[0]['latency']['spatial_sparsity']:.1%} of the timed frame's "
+                         f"positions, {eager[0]['latency']['channel_sparsity']:.1%} of the channels are sparse")
+        setups |= {f"{engine(r)}: {r['latency']['device']}, median of {r['latency']['repeats']}, LR input "
+                   f"{'x'.join(map(str, r['latency']['input'][2:]))} ({r['latency'].get('input_kind', 'random')})"
+                   for p in pairs.values() for r in p if r}
     lines += ['', 'Latency: ' + '; '.join(sorted(setups)) + '. FLOPs: one forward at a 1280 x 720 output '
               '(`torch.utils.flop_counter`; a shift counts zero).']
     lines += [f'- {note}.' for note in notes]

@@ -72,6 +72,6 @@ def test_the_peers_table_from_results(tmp_path):
     assert ghost_row[1:] == ['33.50 / –', '50.0 / 100.0', '50.0%', '25.0%', '25.0%', '0.50', '0.50 |']
     smsr_row = lines['SMSR demo: sparse vs dense']  # FLOPs from the masks on the timed frame; no onnxruntime run
     assert smsr_row[3:] == ['50.0%', '-12.5%', '–', '-0.25', '– |']
-    assert 'GhostEDSR demo, depthwise ghosts vs EDSR demo' not in lines and 'skip 70.0% of the positions' in text
+    assert 'GhostEDSR demo, depthwise ghosts vs EDSR demo' not in lines and "skip 70.0% of the timed frame's" in text
     peers.write_between(str(doc), text, peers.BEGIN, peers.END)
     assert doc.read_text() == f'intro\n{peers.BEGIN}\n{text}{peers.END}\nend\n'
