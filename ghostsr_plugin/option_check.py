@@ -24,6 +24,7 @@ from ghostsr_plugin.models.fast_sr_model import FAST_KEYS, FastSRModel, fast_opt
 from ghostsr_plugin.models.ghostsr_model import (
     GhostSRModel,
     orientation_ever_held,
+    orientation_gradient,
     orientation_lr,
     orientation_relaxation,
     orientation_search,
@@ -335,6 +336,7 @@ def check_options(path, is_train, force_yml=None):
             if ghost:
                 orientation_lr(train)
                 orientation_search(train)
+                orientation_gradient(train)
                 orientation_relaxation(train)  # (after the schedule and the search it relies on)
         except InputError as err:
             raise OptionError(f'{path}: {err}') from None

@@ -44,6 +44,20 @@ def test_softmax_relaxation_mixes_every_offset_with_the_exact_gradient():
     assert layer.last_sampled.tolist() == weights.argmax(-1).tolist()
 
 
+def test_centered_gradient_is_the_straight_through_one_minus_its_mean():
+    torch.manual_seed(0)
+    layer = GhostConv2d(3, 8, ratio=0.5, orientation_groups=2)
+    layer.temperature, x = 0.5, torch.randn(2, 3, 6, 7)
+    grads = {}
+    for centered in (False, True):
+        layer.centered_gradient, layer.logits.grad = centered, None
+        layer.noise_generator = torch.Generator().manual_seed(3)  # the same draw: the same offsets
+        (layer(x) * torch.arange(6 * 7.).view(6, 7)).sum().backward()
+        grads[centered] = layer.logits.grad.clone()
+    torch.testing.assert_close(grads[True], grads[False] - grads[False].mean(-1, keepdim=True))
+    assert grads[False].mean(-1).abs().min() > 0  # (a shared part to drop)
+
+
 def planted_net():
     """One Ghost layer whose real conv copies its input: the target is its input and a shifted copy."""
     layer = GhostConv2d(2, 4, ratio=0.5, max_shift=1)
@@ -92,6 +106,8 @@ def test_calibration_batches_are_the_seeds_and_leave_the_random_state_alone(tiny
      "expected one of ['gumbel_max', 'softmax'], found 'soft'"),
     ({'orientation_relaxation': 'softmax'}, 'train.orientation_relaxation', 'set train.temperature_schedule.hold_from'),
     ({'orientation_search': 5}, 'train.orientation_search', 'expected a section'),
+    ({'orientation_gradient': 'ste'}, 'train.orientation_gradient',
+     "expected one of ['straight_through', 'centered'], found 'ste'"),
     ({'orientation_search': {'iter': 0}}, 'train.orientation_search.iter',
      'expected an integer in [1, train.total_iter = 4], found 0'),
     ({'orientation_search': {'iter': 2, 'batch': 3}}, 'train.orientation_search.batch', 'not an option'),

@@ -14,6 +14,8 @@ Issue 28's recipes for the learned shift, each an option of this one training:
 ``train.temperature_schedule.hold_from`` holds the orientation still from that unit to the end;
 ``train.orientation_relaxation: softmax`` trains on a softmax-weighted mix of every offset
 (sharpened as the schedule's temperature falls) until the hold hardens it into its argmax;
+``train.orientation_gradient: centered`` drops the part of the straight-through gradient that
+every offset shares;
 ``train.orientation_search: {iter: N, batches: B}`` chooses, at iteration N, each layer's offset
 by the loss of every candidate on B calibration batches (``ghostsr_plugin.orientation_search``)
 and holds it to the end. See docs/ablation.md for what each measured.
@@ -52,6 +54,7 @@ from ghostsr_plugin.schedules import build_schedule
 
 DEFAULT_ORIENTATION_LR = 100  # docs/ablation.md: most argmaxes move (few at 1), at the same PSNR
 RELAXATIONS = ('gumbel_max', 'softmax')
+GRADIENTS = ('straight_through', 'centered')
 MIN_SOFTMAX_TEMPERATURE = 1e-4  # a schedule may reach 0; softmax at this is an argmax in all but name
 OrientationSearch = collections.namedtuple('OrientationSearch', 'iter batches')
 
@@ -95,6 +98,14 @@ def orientation_relaxation(train_opt):
         raise InputError("key 'train.orientation_relaxation': softmax trains on a mix of every offset and needs "
                          'where it hardens into one: set train.temperature_schedule.hold_from or '
                          'train.orientation_search')
+    return value
+
+
+def orientation_gradient(train_opt):
+    """``train.orientation_gradient``, checked: 'straight_through' (default, the official code's) or 'centered'."""
+    value = train_opt.get('orientation_gradient', 'straight_through')
+    if value not in GRADIENTS:
+        raise InputError(f"key 'train.orientation_gradient': expected one of {list(GRADIENTS)}, found {value!r}")
     return value
 
 
@@ -146,6 +157,7 @@ class GhostSRModel(FastSRModel):
         self.monitor = OrientationMonitor(net)
         self.schedule = build_schedule(self.opt['train'].get('temperature_schedule'))
         self.relaxation = orientation_relaxation(self.opt['train'])
+        self.centered_gradient = orientation_gradient(self.opt['train']) == 'centered'
         self.search = orientation_search(self.opt['train'])
         self.total_iter = int(self.opt['train']['total_iter'])
         self.noise_seed = rank0_seed(self.opt['manual_seed'])
@@ -190,7 +202,7 @@ class GhostSRModel(FastSRModel):
                 temperature = torch.tensor(temperature, device=self.device)
         for layer in self.ghost_layers:
             layer.temperature, layer.learn_orientation, layer.noise_generator = temperature, learn, noise
-            layer.relaxation = self.relaxation
+            layer.relaxation, layer.centered_gradient = self.relaxation, self.centered_gradient
         if self.fast.compile is not None and learn and self.relaxation == 'gumbel_max':
             self.draw_noise(noise)
         super().training_step(current_iter)
