@@ -86,17 +86,18 @@ class Recorder:
         from ghostsr_plugin.orientation_search import candidate_losses
 
         layers, batches = model.ghost_layers, self.batches
-        saved = [(layer.temperature, layer.learn_orientation, layer.noise) for layer in layers]
+        saved = [(layer.temperature, layer.learn_orientation, layer.noise, layer.relaxation) for layer in layers]
         for layer in layers:  # a hard forward at the argmax, with the straight-through gradient
-            layer.temperature, layer.learn_orientation, layer.noise = 0, True, None
+            layer.temperature, layer.learn_orientation, layer.noise, layer.relaxation = 0, True, None, 'gumbel_max'
         for layer in layers:
             layer.logits.grad = None
         for lq, gt in batches:
             (loss_fn(net(lq), gt) / len(batches)).backward()
         grads = [layer.logits.grad.tolist() for layer in layers]
         model.optimizer_g.zero_grad()  # (the next step starts with zero_grad too)
-        for layer, (temperature, learn, noise) in zip(layers, saved):
-            layer.temperature, layer.learn_orientation, layer.noise = temperature, learn, noise
+        for layer, (temperature, learn, noise, relaxation) in zip(layers, saved):
+            layer.temperature, layer.learn_orientation, layer.noise, layer.relaxation = temperature, learn, noise, \
+                relaxation
         rows = []
         for name, layer, grad in zip(model.monitor.names, layers, grads):
             losses = [candidate_losses(net, layer, g, batches, loss_fn).tolist() for g in range(len(grad))]
