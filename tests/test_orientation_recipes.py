@@ -150,3 +150,23 @@ def test_softmax_then_hold_then_search_resume_exactly(tmp_path, tiny_options, ru
     for (layer, dy, dx), logits in zip(chosen, final.values()):
         k = int(logits.argmax())
         assert (int(dy), int(dx)) == (k // 3 - 1, k % 3 - 1), layer
+
+
+def test_a_compiled_softmax_step_trains_as_the_eager_one(tmp_path, tiny_options, monkeypatch):
+    """Under train.compile the softmax temperature is a graph input: one graph while it falls, the eager weights."""
+    from torch._dynamo.utils import counters
+
+    from ghostsr_plugin.cli import basicsr_main
+
+    monkeypatch.chdir(tmp_path)
+    states = {}
+    for name, fast in (('eager', {}), ('compiled', {'compile': {'backend': 'aot_eager', 'fullgraph': True}})):
+        opt = train_options(tiny_options, name, 4)
+        opt['train']['temperature_schedule']['hold_from'] = 3  # softmax at 1, 0.8, 0.64, then held
+        opt['train'].update(orientation_relaxation='softmax', **fast)
+        counters.clear()
+        basicsr_main(['train', '-opt', write_options(tmp_path / f'{name}.yml', opt)])
+        states[name] = torch.load(tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert counters['stats']['unique_graphs'] == 2  # the learning forward and the held one, each compiled once
+    for key, value in states['eager']['params'].items():
+        torch.testing.assert_close(states['compiled']['params'][key], value, rtol=1e-4, atol=1e-5, msg=key)
