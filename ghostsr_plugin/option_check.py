@@ -21,7 +21,14 @@ from ghostsr_plugin.data.in_memory_dataset import InMemoryPairedImageDataset
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init.from_options import check_section as check_ghost_init_section
 from ghostsr_plugin.models.fast_sr_model import FAST_KEYS, FastSRModel, fast_options
-from ghostsr_plugin.models.ghostsr_model import GhostSRModel, orientation_lr
+from ghostsr_plugin.models.ghostsr_model import (
+    GhostSRModel,
+    orientation_ever_held,
+    orientation_gradient,
+    orientation_lr,
+    orientation_relaxation,
+    orientation_search,
+)
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -322,20 +329,22 @@ def check_options(path, is_train, force_yml=None):
             warnings.warn(f"{path}: no 'manual_seed': BasicSR draws a new seed for every run, so a run resumed "
                           'with --auto_resume draws other Gumbel noise than an uninterrupted one would; set '
                           'manual_seed for an exact resume', stacklevel=2)
-        if issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
-            try:
+        ghost = issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel)
+        try:
+            if train.get('temperature_schedule') is not None:
+                build_schedule(check.get('train.temperature_schedule', dict))
+            if ghost:
                 orientation_lr(train)
-            except InputError as err:
-                raise OptionError(f'{path}: {err}') from None
+                orientation_search(train)
+                orientation_gradient(train)
+                orientation_relaxation(train)  # (after the schedule and the search it relies on)
+        except InputError as err:
+            raise OptionError(f'{path}: {err}') from None
+        if ghost and orientation_ever_held(train) and opt.get('find_unused_parameters') is False:
+            check.fail('find_unused_parameters', 'false, but a hold of the orientation (the warmup or hold_from '
+                       'of train.temperature_schedule, or train.orientation_search) leaves the logits without '
+                       'gradient, which distributed training refuses; set it true or remove it')
         _check_fast_options(check, train)
-        if train.get('temperature_schedule') is not None:
-            try:
-                schedule = build_schedule(check.get('train.temperature_schedule', dict))
-            except InputError as err:
-                raise OptionError(f'{path}: {err}') from None
-            if schedule.warmup and opt.get('find_unused_parameters') is False:
-                check.fail('find_unused_parameters', 'false, but the warm-up of train.temperature_schedule leaves '
-                           'the logits without gradient, which distributed training refuses; set it true or remove it')
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):
