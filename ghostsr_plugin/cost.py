@@ -1,11 +1,15 @@
-"""What a network costs: parameters, FLOPs and latency, measured the same way for every model.
+"""What a network costs: parameters, FLOPs, multiplications, additions, energy and latency, measured the
+same way for every model (plain, Ghost, Adder, any arch).
 
 FLOPs are counted by ``torch.utils.flop_counter`` over one forward pass that produces a
 1280 x 720 image (input ``720 // scale`` x ``1280 // scale``), the efficient-SR convention.
 The counter has formulas for matrix products and convolutions only (2 FLOPs per
 multiply-add, bias ignored): slicing, concatenation, element-wise ops and custom ops
 without a registered formula count zero, so a Ghost layer's shift costs nothing, as in
-the paper. Latency is the median of timed forward passes after a warm-up, with CUDA
+the paper. Multiplications and additions are counted op by op over the same forward pass
+(:mod:`ghostsr_plugin.op_count`: convolutions, adder layers, activations, normalization,
+upsampling; a shift is data movement only), and the energy of one image is their sum
+weighted by :data:`ENERGY_PJ`. Latency is the median of timed forward passes after a warm-up, with CUDA
 events on a GPU and the wall clock on a CPU.
 """
 import copy
@@ -17,9 +21,14 @@ import torch
 from basicsr.archs import build_network
 from torch.utils.flop_counter import FlopCounterMode
 
-from ghostsr_plugin.archs.ghost_arch import upscale_factor
+from ghostsr_plugin.archs.conversion import upscale_factor
+from ghostsr_plugin.op_count import count_ops
 
 OUTPUT_SIZE = (720, 1280)
+# Energy of one 32-bit floating-point operation in a 45 nm process (Horowitz, "Computing's energy problem",
+# ISSCC 2014), the figures AdderNet (Table 1) and AdderSR use; docs/peers.md.
+ENERGY_PJ = {'mult': 3.7, 'add': 0.9}
+ENERGY_TABLE = {**ENERGY_PJ, 'unit': 'pJ', 'source': '45 nm, 32-bit float (Horowitz, ISSCC 2014)'}
 
 
 def count_params(net):
@@ -42,8 +51,28 @@ def count_flops(net, x):
     return counter.get_total_flops()
 
 
+def energy_pj(mults, adds):
+    """Picojoules of ``mults`` multiplications and ``adds`` additions by :data:`ENERGY_PJ`."""
+    return mults * ENERGY_PJ['mult'] + adds * ENERGY_PJ['add']
+
+
+@torch.no_grad()
+def model_cost(net, x):
+    """Every count of one forward pass ``net(x)``, in one pass: params, FLOPs, mults, adds, energy (pJ).
+
+    ``outside_energy`` names what the energy leaves out: special-function evaluations (exp, log,
+    a learned power) and ops without a formula, with their counts (see :mod:`ghostsr_plugin.op_count`).
+    """
+    with FlopCounterMode(display=False) as counter:
+        ops = count_ops(net, x)
+    return {'params': count_params(net), 'flops': counter.get_total_flops(), 'mults': ops.mults, 'adds': ops.adds,
+            'energy_pj': energy_pj(ops.mults, ops.adds), 'energy_table': ENERGY_TABLE,
+            'outside_energy': {'special': dict(sorted(ops.special.items())),
+                               'uncounted': dict(sorted(ops.uncounted.items()))}}
+
+
 def network_cost(network_opt):
-    """``(params, flops)`` of the network a BasicSR ``network_g`` section builds, in eval mode.
+    """:func:`model_cost` of the network a BasicSR ``network_g`` section builds, in eval mode.
 
     Costs no weights and no arithmetic: the network lives on the meta device. RDN at 720p
     is counted in about a second. An arch whose constructor needs real values (SwinIR's
@@ -54,7 +83,7 @@ def network_cost(network_opt):
             net, device = build_network(copy.deepcopy(network_opt)).eval(), 'meta'
     except RuntimeError:
         net, device = build_network(copy.deepcopy(network_opt)).eval(), 'cpu'
-    return count_params(net), count_flops(net, cost_input(upscale_factor(network_opt), device))
+    return model_cost(net, cost_input(upscale_factor(network_opt), device))
 
 
 def device_name(device):

@@ -15,8 +15,8 @@ import yaml
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
-from ghostsr_plugin.archs.ghost_arch import Ghost
-from ghostsr_plugin.archs.ghost_arch import check_section as check_ghost_section
+from ghostsr_plugin.archs.conversion import WRAPPERS
+from ghostsr_plugin.archs.conversion import check_section as check_wrapper_section
 from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.data.in_memory_dataset import InMemoryPairedImageDataset
 from ghostsr_plugin.errors import InputError, did_you_mean
@@ -175,13 +175,13 @@ class _Checker:
 
     def network(self, key):
         """The arch class of the network section at ``key``, its arguments checked by name, type and a build
-        (a ``Ghost`` one's base too)."""
+        (a wrapper's, such as ``Ghost``'s, base too)."""
         section = self.get(key, dict)
         arch = self.registered(f'{key}.type', ARCH_REGISTRY, 'arch')
         self.arguments(key, arch, section)
         self.argument_types(key, arch, section)
-        if arch is Ghost:
-            check_ghost_section(self, key)  # (its base checked as a network; the conversion built)
+        if arch in WRAPPERS:
+            check_wrapper_section(self, key)  # (its base checked as a network; the conversion built)
         else:
             self.buildable(key, arch, section)
         return arch

@@ -66,8 +66,8 @@ def measure_one(name, args):
     sections = {'plain': spec['network'], 'ghost': ghost_of(spec['network'])}
     record = {'format': FORMAT, 'model': name, 'note': spec['note'], 'networks': sections}
     costs = {kind: network_cost(section) for kind, section in sections.items()}
-    record['params'] = {kind: params for kind, (params, _) in costs.items()}
-    record['flops'] = {kind: flops for kind, (_, flops) in costs.items()}
+    record['params'] = {kind: cost['params'] for kind, cost in costs.items()}
+    record['flops'] = {kind: cost['flops'] for kind, cost in costs.items()}
     timed = {**spec['network'], **spec.get('latency_network', {})}
     timed_sections = {'plain': timed, 'ghost': ghost_of(timed)}
     nets = {}

@@ -37,7 +37,8 @@ def rows():
     for title, (arch, stem) in MODELS.items():
         for scale in (2, 3, 4):
             ghost_opt = load_option_file(osp.join(OPTIONS, 'train', arch, f'train_{stem}x{scale}.yml'))['network_g']
-            (plain_params, plain_flops), (params, flops) = map(network_cost, (plain_of(ghost_opt), ghost_opt))
+            plain, ghost = map(network_cost, (plain_of(ghost_opt), ghost_opt))
+            (plain_params, plain_flops), (params, flops) = ((c['params'], c['flops']) for c in (plain, ghost))
             yield (f'{title} x{scale}', f'{plain_params:,}', f'{params:,}', f'{1 - params / plain_params:.1%}',
                    f'{plain_flops / 1e9:,.1f}', f'{flops / 1e9:,.1f}', f'{1 - flops / plain_flops:.1%}',
                    PAPER.get((title, scale), 'n/a'))

@@ -7,7 +7,7 @@ import torch
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from ghostsr_plugin.archs import freeze, ghost_layers, named_ghost_layers
+from ghostsr_plugin.archs import GhostConv2d, freeze, ghost_layers, named_ghost_layers
 from ghostsr_plugin.archs.conversion import ConversionError, select_convs
 from ghostsr_plugin.cost import count_params, network_cost
 from ghostsr_plugin.init import init_from_plain
@@ -222,8 +222,8 @@ class Branching(torch.nn.Module):
 def test_an_untraceable_network_needs_patterns_for_its_body():
     with pytest.raises(ConversionError, match=r"Branching cannot be traced \(TraceError: .*\); convert: body needs "
                                               'the trace'):
-        select_convs(Branching(), 'body')
-    assert select_convs(Branching(), ['body.*']) == ['body.0.0']
+        select_convs(Branching(), 'body', GhostConv2d)
+    assert select_convs(Branching(), ['body.*'], GhostConv2d) == ['body.0.0']
 
 
 def test_the_wrapper_goes_through_every_command(tmp_path, tiny_options, run_cli):

@@ -13,23 +13,28 @@ from .test_cli import expect_error as expect_cli_error
 LATENCY = {'method': 'CUDA events', 'warmup': 3, 'repeats': 10, 'device': 'NVIDIA H100'}
 PLAIN = {'format': 'ghostsr-benchmark/1', 'name': 'EDSR tiny', 'baseline': None, 'scale': 2,
          'sets': {'Set14': {'psnr': 31.5, 'ssim': 0.89}, 'Set5': {'psnr': 35.123, 'ssim': 0.94321}},
-         'params': 1_370_000, 'flops': 316_000_000_000, 'latency': {'seconds': 0.0123, **LATENCY}}
+         'params': 1_370_000, 'flops': 316_000_000_000, 'mults': 158_000_000_000, 'adds': 158_100_000_000,
+         'energy_pj': 727_000_000_000.0, 'latency': {'seconds': 0.0123, **LATENCY}}
 GHOST = {'format': 'ghostsr-benchmark/1', 'name': 'GhostEDSR tiny', 'baseline': 'EDSR tiny', 'scale': 2,
          'sets': {'Set5': {'psnr': 35.101, 'ssim': 0.94329}, 'Set14': {'psnr': 31.52, 'ssim': 0.8899}},
-         'params': 740_000, 'flops': 170_000_000_000, 'latency': {'seconds': 0.0101, **LATENCY}}
+         'params': 740_000, 'flops': 170_000_000_000, 'mults': 85_000_000_000, 'adds': 85_200_000_000,
+         'energy_pj': 391_180_000_000.0, 'latency': {'seconds': 0.0101, **LATENCY}}
 
 EXPECTED_MARKDOWN = """# Leaderboard
 
 PSNR (dB) and SSIM on the Y channel with `scale` pixels cropped at each border (BasicSR's metrics). \
 Params: every parameter. FLOPs: `torch.utils.flop_counter` over one forward pass producing 1280 x 720 \
-(2 FLOPs per multiply-add; a shift counts zero). Best of each column in bold.
+(2 FLOPs per multiply-add; a shift counts zero). Mults, adds: the multiplications and additions of that \
+forward pass, energy: theirs per image at 45 nm in float32 (3.7 pJ a multiplication, 0.9 pJ an addition; \
+docs/peers.md). Best of each column in bold.
 
 ## x2
 
-| model | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM | params | FLOPs | latency (ms) |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| GhostEDSR tiny | 35.10 | **0.9433** | **31.52** | 0.8899 | **740 K** | **170 G** | **10.1** |
-| EDSR tiny | **35.12** | 0.9432 | 31.50 | **0.8900** | 1.37 M | 316 G | 12.3 |
+| model | Set5 PSNR | Set5 SSIM | Set14 PSNR | Set14 SSIM | params | FLOPs | mults | adds | energy (mJ) | latency (ms) |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| GhostEDSR tiny | 35.10 | **0.9433** | **31.52** | 0.8899 | **740 K** | **170 G** | **85.0 G** | **85.2 G** \
+| **391.2** | **10.1** |
+| EDSR tiny | **35.12** | 0.9432 | 31.50 | **0.8900** | 1.37 M | 316 G | 158 G | 158 G | 727.0 | 12.3 |
 
 Latency: median of 10 forward passes after 3 warm-up passes (CUDA events) on NVIDIA H100, eager.
 Compared with a plain baseline: GhostEDSR tiny (baseline: EDSR tiny).
@@ -50,11 +55,12 @@ def test_leaderboard_from_two_results(tmp_path):
     ghostsr_main(['leaderboard', *files, '--out', str(tmp_path / 'board')])
     assert (tmp_path / 'board' / 'leaderboard.md').read_text() == EXPECTED_MARKDOWN
     assert (tmp_path / 'board' / 'leaderboard.csv').read_text() == (
-        'scale,model,baseline,Set5_psnr,Set5_ssim,Set14_psnr,Set14_ssim,params,flops,latency_s,latency_device,'
-        'engine,threads,file\n'
-        f'2,GhostEDSR tiny,EDSR tiny,35.101,0.94329,31.52,0.8899,740000,170000000000,0.0101,NVIDIA H100,eager,,'
-        f'{files[1]}\n'
-        f'2,EDSR tiny,,35.123,0.94321,31.5,0.89,1370000,316000000000,0.0123,NVIDIA H100,eager,,{files[0]}\n')
+        'scale,model,baseline,Set5_psnr,Set5_ssim,Set14_psnr,Set14_ssim,params,flops,mults,adds,energy_pj,latency_s,'
+        'latency_device,engine,threads,file\n'
+        f'2,GhostEDSR tiny,EDSR tiny,35.101,0.94329,31.52,0.8899,740000,170000000000,85000000000,85200000000,'
+        f'391180000000.0,0.0101,NVIDIA H100,eager,,{files[1]}\n'
+        f'2,EDSR tiny,,35.123,0.94321,31.5,0.89,1370000,316000000000,158000000000,158100000000,727000000000.0,0.0123,'
+        f'NVIDIA H100,eager,,{files[0]}\n')
     with Image.open(tmp_path / 'board' / 'leaderboard.png') as plot:
         assert plot.format == 'PNG' and plot.size == (1320, 504)
 
@@ -62,10 +68,12 @@ def test_leaderboard_from_two_results(tmp_path):
 def test_leaderboard_bicubic_rows_and_mixed_devices(tmp_path):
     bicubic = {**PLAIN, 'name': 'bicubic', 'params': None, 'flops': None, 'latency': None,
                'sets': {'Set5': {'psnr': 33.68, 'ssim': 0.9305}}}
+    for key in ('mults', 'adds', 'energy_pj'):  # (a result of a version before energy: no such keys)
+        bicubic.pop(key)
     on_cpu = {**GHOST, 'latency': {**GHOST['latency'], 'device': 'a CPU'}}
     ghostsr_main(['leaderboard', *write_results(tmp_path / 'r', PLAIN, on_cpu, bicubic), '--out', str(tmp_path)])
     table = (tmp_path / 'leaderboard.md').read_text()
-    assert '| bicubic | 33.68 | 0.9305 | – | – | – | – | – |' in table.splitlines()
+    assert '| bicubic | 33.68 | 0.9305 | – | – | – | – | – | – | – | – |' in table.splitlines()
     assert '| 12.3 |' in table and '**10.1**' not in table  # latencies on different devices are not ranked
     assert 'Latency measured on different devices (not bold): GhostEDSR tiny: a CPU; EDSR tiny: NVIDIA H100.' in table
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from basicsr.archs import build_network
 
-from ghostsr_plugin.archs.ghost_arch import upscale_factor
+from ghostsr_plugin.archs.conversion import upscale_factor
 from ghostsr_plugin.option_check import check_options, load_option_file
 
 from .conftest import REPO_ROOT

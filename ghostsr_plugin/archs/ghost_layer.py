@@ -62,6 +62,8 @@ class GhostConv2d(nn.Module):
             (None before the first), for watching the sampled orientations settle.
     """
 
+    KIND = 'Ghost'  # the layer kind's name, for the conversion's messages (archs/conversion.py)
+
     def __init__(self, in_channels, out_channels, kernel_size=3, ratio=0.5, max_shift=1, orientation_groups=1,
                  bias=True, abs_argmax=False, deploy=False, conv_groups=1):
         super().__init__()
@@ -92,6 +94,28 @@ class GhostConv2d(nn.Module):
             nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
         self.temperature, self.noise_generator, self.learn_orientation, self.noise = 1.0, None, True, None
         self.last_sampled = None
+
+    @staticmethod
+    def refuses(conv):
+        """Why a Ghost layer cannot stand in for the 'same' conv ``conv``, or None."""
+        return 'one output channel leaves nothing to shift' if conv.out_channels < 2 else None
+
+    @classmethod
+    @torch.no_grad()
+    def from_conv(cls, conv, **options):
+        """A Ghost layer standing in for ``conv``: its real conv starts from the first filters of each conv group."""
+        weight = conv.weight
+        ghost = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], bias=conv.bias is not None,
+                    conv_groups=conv.groups, **options)
+        if (ghost.primary.weight.device, ghost.primary.weight.dtype) != (weight.device, weight.dtype):
+            ghost.to(weight.device, weight.dtype)
+        if weight.device.type != 'meta':  # (a meta network has no values to copy)
+            per_group, intrinsic = conv.out_channels // conv.groups, ghost.primary.out_channels // conv.groups
+            rows = [g * per_group + i for g in range(conv.groups) for i in range(intrinsic)]
+            ghost.primary.weight.copy_(weight[rows])
+            if conv.bias is not None:
+                ghost.primary.bias.copy_(conv.bias[rows])
+        return ghost
 
     @property
     def frozen(self):

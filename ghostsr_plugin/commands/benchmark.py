@@ -1,4 +1,4 @@
-"""Benchmark models on prepared test sets: PSNR/SSIM, params, FLOPs, latency; one JSON per model and scale.
+"""Benchmark models on prepared test sets: PSNR/SSIM, params, FLOPs, energy, latency; one JSON per model and scale.
 
 Models: ``bicubic`` (MATLAB's bicubic upscaling, the literature's baseline), BasicSR option
 files (the network from ``network_g``; weights from ``path.pretrain_network_g``, or from
@@ -9,12 +9,14 @@ files (the network from ``network_g``; weights from ``path.pretrain_network_g``,
 Test sets are read from --data in BasicSR's layout, as `ghostsr prepare-benchmarks`
 writes it: <data>/<set>/GTmod{s} (HR) and <data>/<set>/LRbicx{s} (LR).
 PSNR and SSIM are BasicSR's calculate_psnr/calculate_ssim on the Y channel with `scale`
-pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero) and
-latency (median after a warm-up; CUDA events on a GPU, wall clock on a CPU) are measured
-on one forward pass producing 1280 x 720, whole image; the networks of one run are timed in
-turn, round after round, so their ratios are fair on a noisy machine. --engine runs the
-networks (frozen) in eager PyTorch, torch.compile or onnxruntime, for latency and outputs; on a
-CUDA device in float16 unless --fp32 (each JSON records the precision and layout).
+pixels cropped at each border. FLOPs (torch.utils.flop_counter; a shift counts zero),
+multiplications, additions and energy (ghostsr_plugin.cost: 45 nm float32, 3.7 pJ a
+multiplication, 0.9 pJ an addition), and latency (median after a warm-up; CUDA events on a
+GPU, wall clock on a CPU) are measured on one forward pass producing 1280 x 720, whole image;
+the networks of one run are timed in turn, round after round, so their ratios are fair on a
+noisy machine. --engine runs the networks (frozen) in eager PyTorch, torch.compile or
+onnxruntime, for latency and outputs; on a CUDA device in float16 unless --fp32 (each JSON
+records the precision and layout).
 --tile only changes how the test images are processed. Each JSON records the versions, device, option and checkpoint
 SHA-256, data SHA-256 and every option of the run; for the ``net_g_latest.pth`` of a run trained with
 FastSRModel or GhostSRModel, also how it was trained (its ``training.json``: iterations, wall time, it/s, device).
@@ -36,10 +38,10 @@ import torch
 from basicsr.archs import build_network
 
 from ghostsr_plugin import engines, trained_model
-from ghostsr_plugin.archs.ghost_arch import upscale_factor
+from ghostsr_plugin.archs.conversion import upscale_factor
 from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.commands import non_negative_int, positive_int, torch_device
-from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, count_flops, count_params, device_name, interleaved_latency
+from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, device_name, interleaved_latency, model_cost
 from ghostsr_plugin.data_prep import matlab_bicubic
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
@@ -70,7 +72,8 @@ def add_arguments(parser):
     engines.add_arguments(parser)
     parser.add_argument('--threads', type=positive_int, help="CPU threads of the engine (default: torch's)")
     parser.add_argument('--latency_only', action='store_true',
-                        help='measure params, FLOPs and latency only, on no test set (any weights of the right shape)')
+                        help='measure params, FLOPs, energy and latency only, on no test set (any weights of the '
+                        'right shape)')
     parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
                         help='LR size of the timed input (default: the one whose output is 1280 x 720)')
     parser.add_argument('--tile', type=positive_int, help='process test images in tiles of this many LR pixels')
@@ -182,7 +185,7 @@ def _load_network(model, scale, args, device):
         net, param_key = build_network(copy.deepcopy(model['network_g'])).eval(), None
     net = net.to(device)
     x = cost_input(scale, device)
-    cost = {'params': count_params(net), 'flops': count_flops(net, x), 'cost_input': list(x.shape)}
+    cost = {**model_cost(net, x), 'cost_input': list(x.shape)}
     # (frozen: the logits are no deployed parameter)
     run = engines.prepare(net, args.engine, args.threads, device, **engines.settings(args, device))
     if args.tile is not None:
@@ -248,7 +251,7 @@ def run(args):
     loaded = {}
     for model, scale in runs:
         if model != BICUBIC:
-            print(f"{model['name']}: loading, counting FLOPs, preparing the {args.engine} engine")
+            print(f"{model['name']}: loading, counting FLOPs and energy, preparing the {args.engine} engine")
             run_network, described, cost = _load_network(model, scale, args, device)
             loaded[model['name']] = (run_network, scale, described, cost)
     latencies = _latencies(loaded, args, device)
@@ -256,7 +259,8 @@ def run(args):
     for model, scale in runs:
         if model == BICUBIC:
             name, baseline, upscale = BICUBIC, None, partial(matlab_bicubic, scale=scale)
-            described, cost = {'kind': BICUBIC}, {'params': None, 'flops': None, 'cost_input': None, 'latency': None}
+            described, cost = {'kind': BICUBIC}, {key: None for key in ('params', 'flops', 'mults', 'adds', 'energy_pj',
+                                                                        'cost_input', 'latency')}
         else:
             name, baseline = model['name'], model['baseline']
             run_network, _, described, cost = loaded[name]

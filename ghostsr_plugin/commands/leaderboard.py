@@ -1,12 +1,13 @@
 """Merge benchmark result JSONs into a leaderboard: Markdown tables per scale, a CSV and a PNG plot.
 
 leaderboard.md has one table per scale: a row per model, PSNR/SSIM per test set, params,
-FLOPs and latency, the best value of each column in bold (highest PSNR/SSIM, lowest
-cost). leaderboard.csv holds the same numbers unrounded. leaderboard.png plots, per scale,
-PSNR on one test set against FLOPs and against latency, marker area proportional to the
-parameter count, bicubic as a dashed line, and an arrow from each plain baseline to the
-model that names it (`ghostsr benchmark --baseline`). Results of runs trained with FastSRModel or
-GhostSRModel carry how they were trained, which a last table lists (iterations, wall time, it/s).
+FLOPs, multiplications, additions, energy per image and latency, the best value of each
+column in bold (highest PSNR/SSIM, lowest cost). leaderboard.csv holds the same numbers
+unrounded. leaderboard.png plots, per scale, PSNR on one test set against FLOPs and against
+latency, marker area proportional to the parameter count, bicubic as a dashed line, and an
+arrow from each plain baseline to the model that names it (`ghostsr benchmark --baseline`).
+Results of runs trained with FastSRModel or GhostSRModel carry how they were trained, which a
+last table lists (iterations, wall time, it/s).
 
 Example: ghostsr leaderboard results/benchmark --out results/leaderboard
 """
@@ -117,6 +118,10 @@ def _row_order(results):
     return sorted(results, key=lambda r: (r['name'] != BICUBIC, r['params'] or 0, r['name']))
 
 
+def _energy_mj(result):
+    return None if result.get('energy_pj') is None else result['energy_pj'] / 1e9
+
+
 def _latency_ms(result):
     return None if result['latency'] is None else 1000 * result['latency']['seconds']
 
@@ -150,8 +155,11 @@ def scale_table(results, sets):
             header.append(f'{s} {metric.upper()}')
     columns.append(_column([r['params'] for r in rows], _si, min))
     columns.append(_column([r['flops'] for r in rows], _si, min))
+    for key in ('mults', 'adds'):  # (results of older versions have none)
+        columns.append(_column([r.get(key) for r in rows], _si, min))
+    columns.append(_column([_energy_mj(r) for r in rows], '{:.1f}'.format, min))
     columns.append(_column([_latency_ms(r) for r in rows], '{:.1f}'.format, min if len(devices) <= 1 else None))
-    header += ['params', 'FLOPs', 'latency (ms)']
+    header += ['params', 'FLOPs', 'mults', 'adds', 'energy (mJ)', 'latency (ms)']
     lines = ['| ' + ' | '.join(header) + ' |', '| --- |' + ' ---: |' * (len(header) - 1)]
     lines += ['| ' + ' | '.join([_label(r), *(c[i] for c in columns)]) + ' |' for i, r in enumerate(rows)]
     notes = []
@@ -223,7 +231,9 @@ def markdown(results):
     parts = ['# Leaderboard\n',
              'PSNR (dB) and SSIM on the Y channel with `scale` pixels cropped at each border (BasicSR\'s metrics). '
              'Params: every parameter. FLOPs: `torch.utils.flop_counter` over one forward pass producing '
-             '1280 x 720 (2 FLOPs per multiply-add; a shift counts zero). Best of each column in bold.\n']
+             '1280 x 720 (2 FLOPs per multiply-add; a shift counts zero). Mults, adds: the multiplications and '
+             'additions of that forward pass, energy: theirs per image at 45 nm in float32 (3.7 pJ a multiplication, '
+             '0.9 pJ an addition; docs/peers.md). Best of each column in bold.\n']
     for scale in sorted({r['scale'] for r in results}):
         at_scale = [r for r in results if r['scale'] == scale]
         parts.append(f'## x{scale}\n\n' + scale_table(at_scale, [s for s in sets if any(s in r['sets']
@@ -241,14 +251,15 @@ def csv_text(results):
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
     writer.writerow(['scale', 'model', 'baseline', *(f'{s}_{m}' for s in sets for m in ('psnr', 'ssim')),
-                     'params', 'flops', 'latency_s', 'latency_device', 'engine', 'threads', 'file'])
+                     'params', 'flops', 'mults', 'adds', 'energy_pj', 'latency_s', 'latency_device', 'engine',
+                     'threads', 'file'])
     for scale in sorted({r['scale'] for r in results}):
         for r in _row_order([r for r in results if r['scale'] == scale]):
             metrics = [r['sets'][s][m] if s in r['sets'] else '' for s in sets for m in ('psnr', 'ssim')]
             latency = r['latency'] or {}
-            writer.writerow([scale, r['name'], r['baseline'] or '', *metrics, r['params'] or '', r['flops'] or '',
-                             latency.get('seconds', ''), latency.get('device', ''), engine(r) or '',
-                             latency.get('threads') or '', r['file']])
+            counts = [r.get(key) or '' for key in ('params', 'flops', 'mults', 'adds', 'energy_pj')]
+            writer.writerow([scale, r['name'], r['baseline'] or '', *metrics, *counts, latency.get('seconds', ''),
+                             latency.get('device', ''), engine(r) or '', latency.get('threads') or '', r['file']])
     return out.getvalue()
 
 

@@ -27,7 +27,7 @@ from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import distributed as dist
 
-from ghostsr_plugin.archs.ghost_arch import base_section
+from ghostsr_plugin.archs.conversion import base_section
 from ghostsr_plugin.evaluate import load_model
 
 from .intrinsic import METHODS
