@@ -308,7 +308,8 @@ def run(args):
             if not osp.isdir(lq_folder):
                 raise InputError(f"--latency_input {args.latency_input}: expected 'random' or a prepared test set; "
                                  f'{lq_folder} does not exist')
-    check_files_folder(args.out)
+    read = [args.data, *(f for name, s in pairs for f in set_folders(args.data, name, s))] if sets else []
+    check_files_folder(args.out, input_folders=read)  # (a set's folder may be a link to elsewhere)
     check_output_files(list(writer), args.overwrite)
 
     loaded = {}
