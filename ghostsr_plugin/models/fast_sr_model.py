@@ -156,15 +156,28 @@ class FastSRModel(SRModel):
         return self.log_dict
 
     def model_ema(self, decay=0.999):
-        """BasicSR's EMA update (``ema = ema * decay + net * (1 - decay)``) as two foreach ops."""
+        """BasicSR's EMA update (``ema = ema * decay + net * (1 - decay)``) as two foreach ops, and the buffers
+        copied.
+
+        BasicSR averages the parameters only, so a batch norm's running statistics (an adder
+        layer's, docs/peers.md) would stay at their initial values in ``net_g_ema``, which
+        validation and the saved ``params_ema`` use: they are copied from ``net_g`` instead
+        (for the plugin's other archs, whose buffers are constants, a copy changes nothing).
+        """
+        bare = self.get_bare_model(self.net_g)
         if not hasattr(self, '_ema_pairs'):
-            net = dict(self.get_bare_model(self.net_g).named_parameters())
+            net = dict(bare.named_parameters())
             ema = dict(self.net_g_ema.named_parameters())
             self._ema_pairs = (list(ema.values()), [net[name] for name in ema])
         ema, net = self._ema_pairs
+        # (buffers looked up afresh: moving a module to another memory format may replace them)
+        buffers = dict(bare.named_buffers())
+        ema_buffers = dict(self.net_g_ema.named_buffers())
         with torch.no_grad():
             torch._foreach_mul_(ema, decay)
             torch._foreach_add_(ema, net, alpha=1 - decay)
+            if ema_buffers:
+                torch._foreach_copy_(list(ema_buffers.values()), [buffers[name] for name in ema_buffers])
 
     def _budget_spent(self, current_iter):
         """Whether to stop now; in a distributed run every rank stops at the same iteration, rank 0's call."""
