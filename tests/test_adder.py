@@ -1,5 +1,6 @@
 """The adder layer (AdderNet, AdderSR): its op against the naive definition and AdderNet's gradient formulas, the
 compiled CPU kernels against the reference, the power activation, the layer, and the ``Adder`` wrapper."""
+import copy
 import math
 import shutil
 
@@ -151,6 +152,25 @@ def test_the_layer_is_addersrs_unit():
                                 layer.norm.running_var.clone(), layer.norm.weight, layer.norm.bias, training)
             y = norm + x if shortcut else norm
             torch.testing.assert_close(layer(x), torch.sign(y) * y.abs() ** 0.8, rtol=1e-5, atol=1e-5)
+
+
+def test_a_half_precision_layer_sums_and_normalizes_in_float32():
+    """Its sums of 9c distances of features in the hundreds outgrow float16 (65504), and so do their batch norm
+    statistics: a half model (inference) keeps the batch norm in float32 and sums there, so it stays finite and
+    close to the float one; moving it to a device still moves the batch norm."""
+    torch.manual_seed(4)
+    layer = AdderConv2d(32, 32).eval()
+    with torch.no_grad():
+        layer.norm.running_mean.fill_(-1.2e5)
+        layer.norm.running_var.fill_(1e8)
+    x = 800 * torch.rand(1, 32, 6, 6)
+    assert not torch.isfinite(ops.adder2d(x.half(), layer.weight.half(), 1)).all()  # (the op in float16 overflows)
+    with torch.no_grad():
+        full = layer(x)
+        half = copy.deepcopy(layer).half()
+        assert half.weight.dtype == torch.float16 and half.norm.running_var.dtype == torch.float32
+        torch.testing.assert_close(half(x.half()).float(), full, rtol=1e-2, atol=1e-2)
+        assert half.float().norm.running_var.dtype == torch.float32 and half.to('meta').norm.weight.is_meta
 
 
 def test_an_adder_layer_counts_additions_only():

@@ -79,17 +79,39 @@ class AdderConv2d(nn.Module):
         return cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], device=conv.weight.device,
                    dtype=conv.weight.dtype, **options)
 
-    def adder(self, x):
+    def adder(self, x, weight):
         """The adder alone, ``-sum |window - filter|``; in an ONNX export, in standard ops."""
-        if x.dtype != self.weight.dtype:  # (under autocast: the adder sums its many terms in the weights' dtype)
-            x = x.to(self.weight.dtype)
         if torch.onnx.is_in_onnx_export():
-            return adder_reference.adder2d_graph(x, self.weight, self.padding)
-        weight = ops.adaptive_gradient(self.weight, self.eta) if self.training and self.eta else self.weight
+            return adder_reference.adder2d_graph(x, weight, self.padding)
+        if self.training and self.eta:
+            weight = ops.adaptive_gradient(weight, self.eta)
         return ops.adder2d(x, weight, self.padding)
 
+    def normalized(self, x):
+        """``BN(A(x))`` in the batch norm's dtype (float32: see ``_apply``), returned in ``x``'s dtype, or in the
+        filters' under autocast (float32 filters, a bfloat16 input)."""
+        if self.weight.dtype == self.norm.weight.dtype:
+            return self.norm(self.adder(x.to(self.weight.dtype), self.weight))
+        dtype = self.norm.weight.dtype
+        return self.norm(self.adder(x.to(dtype), self.weight.to(dtype))).to(x.dtype)
+
+    def _apply(self, fn, recurse=True):
+        """As ``nn.Module._apply``, except that a cast to float16 or bfloat16 (``.half()``) leaves the batch norm in
+        float32: its statistics, of sums of ``9 c`` distances of features in the hundreds, outgrow float16."""
+        norm = self._modules.pop('norm')
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._modules['norm'] = norm
+        probe = fn(torch.zeros(1, dtype=norm.weight.dtype, device=norm.weight.device))
+        if probe.dtype in (torch.float16, torch.bfloat16):
+            norm._apply(lambda t: t.to(probe.device))
+        else:
+            norm._apply(fn, recurse)
+        return self
+
     def forward(self, x):
-        y = self.norm(self.adder(x))
+        y = self.normalized(x)
         if self.shortcut:
             y = y + x
         return self.power(y) if self.power is not None else y

@@ -7,12 +7,12 @@ gradient ``sum (x - w) * grad`` and the HardTanh-clipped input gradient
 ``sum clamp(w - x, -1, 1) * grad`` (:mod:`.adder_reference` writes them out). The layer-adaptive
 learning-rate scale of the filter gradient is a separate step, :func:`adaptive_gradient`.
 
-On the CPU the compiled kernels of ``csrc/adder_cpu.cpp`` run (:mod:`.cpu_kernels`: built on
-first use, the reference where they cannot be); on every other device the pure-PyTorch
-reference. Every argument is checked here, in Python, from sizes, dtypes and devices alone,
-before any kernel. Fake kernels let ``torch.compile`` and ``torch.export`` trace through the
-ops, and ``torch.utils.flop_counter`` counts 2 FLOPs per term (a subtraction and an addition),
-as it counts a multiply-add.
+On the CPU the compiled kernels of ``csrc/adder_cpu.cpp`` run in float32 and float64
+(:mod:`.cpu_kernels`: built on first use, the reference where they cannot be); on every other
+device and dtype the pure-PyTorch reference. Every argument is checked here, in Python, from
+sizes, dtypes and devices alone, before any kernel. Fake kernels let ``torch.compile`` and
+``torch.export`` trace through the ops, and ``torch.utils.flop_counter`` counts 2 FLOPs per
+term (a subtraction and an addition), as it counts a multiply-add.
 """
 import math
 
@@ -63,14 +63,19 @@ def _check_backward(grad_out, x, weight, padding):
                                   f'{tuple(grad_out.shape)} on {grad_out.device}')
 
 
+def _compiled(x):
+    """Whether the compiled CPU kernels run for ``x`` (float32 and float64; other dtypes: the reference)."""
+    return x.dtype in (torch.float32, torch.float64) and cpu_kernels.active()
+
+
 def _forward_cpu(x, weight, padding):
-    if cpu_kernels.active():
+    if _compiled(x):
         return torch.ops.ghostsr_kernels.adder2d(x, weight, padding)
     return adder_reference.adder2d(x, weight, padding)
 
 
 def _backward_cpu(grad_out, x, weight, padding):
-    if cpu_kernels.active():
+    if _compiled(x):
         grad_x = torch.ops.ghostsr_kernels.adder2d_grad_input(grad_out, x, weight, padding)
         return grad_x, adder_reference.weight_grad(grad_out, x, weight, padding)
     return adder_reference.adder2d_backward(grad_out, x, weight, padding)
