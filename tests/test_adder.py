@@ -94,7 +94,7 @@ def test_autograd_runs_addernets_rule_and_the_adaptive_scale():
     ops.adder2d(x, ops.adaptive_gradient(weight, 0.2), 1).backward(grad)
     want_x, want_weight = addernet_gradients(grad, x.detach(), weight.detach(), 1)
     torch.testing.assert_close(x.grad, want_x)
-    # AdderNet's Eq. 13 as its code applies it: the gradient to norm eta * sqrt(k), k = 4 * 3 * 3 * 3
+    # AdderNet's adaptive learning rate as its code applies it: the gradient to norm eta * sqrt(k), k = 4 * 3 * 3 * 3
     torch.testing.assert_close(weight.grad, want_weight / want_weight.norm() * 0.2 * math.sqrt(108))
 
 

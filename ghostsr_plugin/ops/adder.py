@@ -127,7 +127,7 @@ def _flops(x_shape, weight_shape, padding, out_shape=None, **kwargs):
 
 
 class _AdaptiveGradient(torch.autograd.Function):
-    """Identity forward; backward scales the gradient to norm ``eta * sqrt(numel)`` (AdderNet's Eq. 13)."""
+    """Identity forward; backward scales the gradient to norm ``eta * sqrt(numel)`` (AdderNet's adaptive rate)."""
 
     @staticmethod
     def forward(weight, eta):
