@@ -3,11 +3,14 @@
 The torchvision/torch compatibility fixes for basicsr 1.4.2 are applied first, so that
 ``import basicsr`` works with current torchvision.
 """
-from . import compat
+from .errors import interrupt_ends_command
 
-compat.apply()
+with interrupt_ends_command(always=False):  # (Ctrl-C while a command starts: the heavy imports are here)
+    from . import compat
 
-from . import archs, data, models, ops  # noqa: E402  (registration must follow the compat fixes)
+    compat.apply()
+
+    from . import archs, data, models, ops  # (registration must follow the compat fixes)
 
 __all__ = ['archs', 'data', 'models', 'ops']
 __version__ = '0.1.0'

@@ -146,6 +146,22 @@ def _temporary_name(path):
     return osp.join(folder, f'.tmp-{secrets.token_hex(4)}.{name}')
 
 
+def write_refusal(folder):
+    """Why no file can be created in the existing ``folder`` (the OS's reason), or None.
+
+    Tried for real, with a hidden temporary file removed at once: permission bits say
+    nothing of a read-only mount for root, nor of a folder such as ``/proc`` that takes no
+    new files at all.
+    """
+    probe = _temporary_name(osp.join(folder, 'probe'))
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.remove(probe)
+    return None
+
+
 def _discard(temporary):
     """Remove what this run wrote under ``temporary`` (its own, so a whole tree may go)."""
     if osp.isdir(temporary) and not osp.islink(temporary):

@@ -22,6 +22,8 @@ import sys
 import warnings
 from importlib.metadata import entry_points
 
+from ghostsr_plugin.errors import InputError, interrupt_ends_command
+
 PLUGIN_GROUP = 'basicsr.plugins'
 GHOSTSR_COMMANDS = {name: f"ghostsr_plugin.commands.{name.replace('-', '_')}" for name in (
     'prepare-demo', 'prepare-div2k', 'prepare-benchmarks', 'cluster-init', 'freeze', 'export', 'upscale', 'benchmark',
@@ -58,16 +60,10 @@ def _as_command():
     (Outputs are whole or absent either way, see ``ghostsr_plugin.atomic``.)
     """
     try:
-        yield
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
-        raise SystemExit(130) from None
-    except Exception as err:
-        from ghostsr_plugin.errors import InputError
-
-        if isinstance(err, InputError):
-            _fail(err)
-        raise
+        with interrupt_ends_command():
+            yield
+    except InputError as err:
+        _fail(err)
 
 
 def basicsr_main(argv=None):
@@ -102,7 +98,7 @@ def _run_basicsr(args, argv):
     from basicsr.test import test_pipeline
     from basicsr.train import train_pipeline
 
-    from ghostsr_plugin import cpu_distributed, forced_seed, sample_seeds
+    from ghostsr_plugin import cpu_distributed, forced_seed, run_folders, sample_seeds
 
     forced_seed.install()
     sample_seeds.install()
@@ -112,7 +108,8 @@ def _run_basicsr(args, argv):
     passed_on = list(argv)
     passed_on.remove(args.command)
     sys.argv = [f'basicsr {args.command}', *passed_on]
-    pipeline(os.getcwd())  # (an InputError here: a file found only now, the --auto_resume state, say)
+    with run_folders.removed_unless_saved(args.opt):
+        pipeline(os.getcwd())  # (an InputError here: a file found only now, the --auto_resume state, say)
 
 
 def ghostsr_main(argv=None):

@@ -7,6 +7,7 @@ file without ``manual_seed`` cannot be resumed exactly.
 """
 import difflib
 import inspect
+import os
 import os.path as osp
 import warnings
 
@@ -18,10 +19,17 @@ from ghostsr_plugin.archs.conversion import WRAPPERS
 from ghostsr_plugin.archs.conversion import check_section as check_wrapper_section
 from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.data.in_memory_dataset import InMemoryPairedImageDataset
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, did_you_mean
 from ghostsr_plugin.init.from_options import check_section as check_ghost_init_section
 from ghostsr_plugin.models.fast_sr_model import FAST_KEYS, FastSRModel, fast_options
-from ghostsr_plugin.models.ghostsr_model import GhostSRModel, orientation_lr
+from ghostsr_plugin.models.ghostsr_model import (
+    GhostSRModel,
+    orientation_ever_held,
+    orientation_gradient,
+    orientation_lr,
+    orientation_relaxation,
+    orientation_search,
+)
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -45,11 +53,6 @@ def load_option_file(path):
     return opt
 
 
-def _suggest(name, choices):
-    close = difflib.get_close_matches(str(name), list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ''
-
-
 def _expected_type(default):
     """``(types, what)`` that an argument with this default takes, or None: numbers and switches only (a float
     where an int is the default: the build says if it fits; a string default may stand for a list as well)."""
@@ -65,6 +68,23 @@ def _is_bool_for_number(value, default):
     return isinstance(value, bool) and not isinstance(default, bool)
 
 
+def physical_memory():
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _size(num_bytes):
+    """``num_bytes`` in binary units, three digits (``1.9 EiB``)."""
+    units = ('bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB', 'ZiB', 'YiB')
+    power = 0
+    while num_bytes >= 1024 ** (power + 1) and power < len(units) - 1:
+        power += 1
+    return f'{num_bytes / 1024 ** power:.3g} {units[power]}'
+
+
 class _Checker:
 
     def __init__(self, path, opt):
@@ -72,7 +92,7 @@ class _Checker:
 
     def suggest(self, name, choices):
         """`` (did you mean ...?)`` for a mistyped ``name``, or ''."""
-        return _suggest(name, choices)
+        return did_you_mean(name, choices)
 
     def fail(self, key, message):
         raise OptionError(f"{self.path}: key '{key}': {message}")
@@ -99,7 +119,7 @@ class _Checker:
         """The class or function registered under the ``type`` at ``key``."""
         name = self.get(key, str)
         if name not in registry:
-            self.fail(key, f"unknown {what} '{name}'{_suggest(name, registry.keys())}")
+            self.fail(key, f"unknown {what} '{name}'{did_you_mean(name, registry.keys())}")
         return registry.get(name)
 
     def arguments(self, key, target, section):
@@ -109,7 +129,7 @@ class _Checker:
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             for name in kwargs:
                 if name not in params:
-                    self.fail(f'{key}.{name}', f'not an argument of {target.__name__}{_suggest(name, params)}; '
+                    self.fail(f'{key}.{name}', f'not an argument of {target.__name__}{did_you_mean(name, params)}; '
                               f'expected one of: {", ".join(params)}')
         for name, p in params.items():
             if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in kwargs:
@@ -139,15 +159,26 @@ class _Checker:
         try:
             with torch.device('meta'), warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                target(**kwargs)
+                net = target(**kwargs)
         except (TypeError, ValueError) as err:
             params = inspect.signature(target).parameters
             unchecked = [f'{k}={v!r}' for k, v in kwargs.items()
                          if k in params and params[k].default in (None, inspect.Parameter.empty)]
             hint = f" (arguments without a default to compare with: {', '.join(unchecked)})" if unchecked else ''
             self.fail(key, f'{target.__name__} cannot be built from these arguments: {err}{hint}')
-        except Exception:  # noqa: BLE001, S110  (a limit of the meta device, not of the arguments)
-            pass
+        except Exception:  # noqa: BLE001  (a limit of the meta device, not of the arguments)
+            return
+        if isinstance(net, torch.nn.Module):
+            self.fits_in_memory(key, target, net)
+
+    def fits_in_memory(self, key, target, net):
+        """Fail if the weights of ``net`` (built on the meta device) alone exceed this machine's memory."""
+        tensors = {id(t): t for t in (*net.parameters(), *net.buffers())}.values()
+        needed, memory = sum(t.numel() * t.element_size() for t in tensors), physical_memory()
+        if memory and needed > memory:
+            self.fail(key, f'{target.__name__} with these arguments has {sum(t.numel() for t in tensors):,d} '
+                      f'weights ({_size(needed)}), more than the memory of this machine ({_size(memory)}); '
+                      'expected a network that fits')
 
     def network(self, key):
         """The arch class of the network section at ``key``, its arguments checked by name, type and a build
@@ -269,7 +300,7 @@ def apply_force_yml(path, opt, entries):
         for depth, key in enumerate(parents):
             if not isinstance(section, dict) or key not in section:
                 where = ':'.join(parents[:depth + 1])
-                close = _suggest(key, section) if isinstance(section, dict) else ''
+                close = did_you_mean(key, section) if isinstance(section, dict) else ''
                 raise OptionError(f"{path}: --force_yml '{entry}': no section '{where}' in the options{close}")
             section = section[key]
         if not isinstance(section, dict):
@@ -322,20 +353,22 @@ def check_options(path, is_train, force_yml=None):
             warnings.warn(f"{path}: no 'manual_seed': BasicSR draws a new seed for every run, so a run resumed "
                           'with --auto_resume draws other Gumbel noise than an uninterrupted one would; set '
                           'manual_seed for an exact resume', stacklevel=2)
-        if issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel):
-            try:
+        ghost = issubclass(MODEL_REGISTRY.get(opt['model_type']), GhostSRModel)
+        try:
+            if train.get('temperature_schedule') is not None:
+                build_schedule(check.get('train.temperature_schedule', dict))
+            if ghost:
                 orientation_lr(train)
-            except InputError as err:
-                raise OptionError(f'{path}: {err}') from None
+                orientation_search(train)
+                orientation_gradient(train)
+                orientation_relaxation(train)  # (after the schedule and the search it relies on)
+        except InputError as err:
+            raise OptionError(f'{path}: {err}') from None
+        if ghost and orientation_ever_held(train) and opt.get('find_unused_parameters') is False:
+            check.fail('find_unused_parameters', 'false, but a hold of the orientation (the warmup or hold_from '
+                       'of train.temperature_schedule, or train.orientation_search) leaves the logits without '
+                       'gradient, which distributed training refuses; set it true or remove it')
         _check_fast_options(check, train)
-        if train.get('temperature_schedule') is not None:
-            try:
-                schedule = build_schedule(check.get('train.temperature_schedule', dict))
-            except InputError as err:
-                raise OptionError(f'{path}: {err}') from None
-            if schedule.warmup and opt.get('find_unused_parameters') is False:
-                check.fail('find_unused_parameters', 'false, but the warm-up of train.temperature_schedule leaves '
-                           'the logits without gradient, which distributed training refuses; set it true or remove it')
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):

@@ -11,26 +11,38 @@ writes).
 import os
 import os.path as osp
 
-from ghostsr_plugin.atomic import replace_refusal
+from ghostsr_plugin.atomic import replace_refusal, write_refusal
 from ghostsr_plugin.errors import InputError
 
 
-def _check_parent(path, option):
-    """The nearest existing folder above ``path`` must be a folder this process can write in."""
-    parent = osp.dirname(osp.abspath(path))
+def _check_parent(path, option, into=False):
+    """The nearest existing folder above ``path`` (or at it, for a folder written ``into``) must be a folder this
+    process can create files in."""
+    parent = osp.abspath(path) if into else osp.dirname(osp.abspath(path))
     while not osp.lexists(parent):
         parent = osp.dirname(parent)
     if not osp.isdir(parent):
         raise InputError(f'{option} {path}: {parent} is a file, not a folder')
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f'{option} {path}: cannot write in folder {parent} (permission denied or read-only)')
+    refusal = write_refusal(parent)
+    if refusal:
+        raise InputError(f'{option} {path}: cannot write in folder {parent} (creating a file there fails: {refusal})')
 
 
-def _check_not_input(path, inputs, option):
+def _inside(path, folder):
+    """Whether ``path`` lies under ``folder``, by name or through links."""
+    pairs = ((osp.abspath(path), osp.abspath(folder)), (osp.realpath(path), osp.realpath(folder)))
+    return any(p.startswith(f.rstrip(os.sep) + os.sep) for p, f in pairs)
+
+
+def _check_not_input(path, inputs, option, input_folders=()):
     target = osp.realpath(path)
-    for source in inputs:
+    for source in (*inputs, *input_folders):
         if source and osp.realpath(osp.expanduser(source)) == target:
             raise InputError(f'{option} {path} is an input of this command ({source}); choose another path')
+    for folder in input_folders:
+        if _inside(osp.expanduser(path), osp.expanduser(folder)):
+            raise InputError(f'{option} {path} is inside {folder}, an input of this command; choose a path '
+                             'outside it')
 
 
 def _exist_message(existing, option, alternative=''):
@@ -38,8 +50,8 @@ def _exist_message(existing, option, alternative=''):
     return f'{option} {existing[0]} exists{more}; pass --overwrite to replace {them}{alternative}'
 
 
-def check_output_file(path, overwrite, inputs=(), option='--out'):
-    """Check ``path`` as a file the command will write; returns it."""
+def _check_file(path, overwrite, inputs, option):
+    """:func:`check_output_file` but for its parent folder."""
     if path.endswith((os.sep, '/')):
         raise InputError(f'{option} {path} names a folder; expected a file path')
     refusal = replace_refusal(path, folder=False)
@@ -48,17 +60,26 @@ def check_output_file(path, overwrite, inputs=(), option='--out'):
     if osp.lexists(path) and not overwrite:
         raise InputError(f'{option} {path} exists; pass --overwrite to replace it')
     _check_not_input(path, inputs, option)
+
+
+def check_output_file(path, overwrite, inputs=(), option='--out'):
+    """Check ``path`` as a file the command will write; returns it."""
+    _check_file(path, overwrite, inputs, option)
     _check_parent(path, option)
     return path
 
 
 def check_output_files(paths, overwrite, inputs=(), option='--out', alternative=''):
     """:func:`check_output_file` for several files at once; existing ones are named together (and
-    ``alternative``, another way out, said after ``--overwrite``)."""
+    ``alternative``, another way out, said after ``--overwrite``); each folder is tried once."""
     existing = [p for p in paths if osp.isfile(p)]
     if existing and not overwrite:
         raise InputError(_exist_message(existing, option, alternative))
-    return [check_output_file(p, True, inputs, option) for p in paths]
+    for path in paths:
+        _check_file(path, True, inputs, option)
+    for path in {osp.dirname(osp.abspath(p)): p for p in reversed(paths)}.values():  # (the first path of each)
+        _check_parent(path, option)
+    return list(paths)
 
 
 def check_output_folder(path, overwrite, inputs=(), option='--out'):
@@ -74,11 +95,13 @@ def check_output_folder(path, overwrite, inputs=(), option='--out'):
     return path
 
 
-def check_files_folder(path, option='--out'):
-    """Check ``path`` as a folder the command writes files into: a folder, or nothing yet; returns it."""
+def check_files_folder(path, option='--out', input_folders=()):
+    """Check ``path`` as a folder the command writes files into: a folder, or nothing yet, outside every one of
+    ``input_folders`` (folders the command reads as a tree); returns it."""
     if osp.lexists(path) and not osp.isdir(path):
         raise InputError(f'{option} {path} is a file; expected a folder (or a path where one can be made)')
-    _check_parent(osp.join(path, 'file'), option)
+    _check_not_input(path, (), option, input_folders)
+    _check_parent(path, option, into=True)
     return path
 
 

@@ -9,6 +9,7 @@ Chosen in the option file's ``train`` section::
       period: 1           # units per schedule step (e.g. unit: iter, period: 1000)
       floor: 0            # the value never goes below this
       warmup: 0           # units during which the orientation is held still
+      hold_from: ~        # from this unit on, the orientation is held still to the end
 
 A schedule is a pure function of the iteration, so a resumed run continues it exactly.
 Add your own the BasicSR way: decorate a ``TemperatureSchedule`` subclass with
@@ -32,21 +33,30 @@ class TemperatureSchedule:
     it); ``num_steps`` is how many steps training has after the warm-up.
     """
 
-    def __init__(self, start=1.0, floor=0.0, unit='epoch', period=1, warmup=0):
+    def __init__(self, start=1.0, floor=0.0, unit='epoch', period=1, warmup=0, hold_from=None):
         _check(start >= 0, 'start', f'must be >= 0, found {start}')
         _check(floor >= 0, 'floor', f'must be >= 0, found {floor}')
         _check(unit in ('epoch', 'iter'), 'unit', f"must be 'epoch' or 'iter', found {unit!r}")
         _check(isinstance(period, int) and period >= 1, 'period', f'must be an integer >= 1, found {period!r}')
         _check(isinstance(warmup, int) and warmup >= 0, 'warmup', f'must be an integer >= 0, found {warmup!r}')
+        _check(hold_from is None or (isinstance(hold_from, int) and hold_from > warmup), 'hold_from',
+               f'must be an integer > warmup ({warmup}), found {hold_from!r}')
         self.start, self.floor, self.unit, self.period, self.warmup = start, floor, unit, period, warmup
+        self.hold_from = hold_from
 
     def _units(self, current_iter, iters_per_epoch):
         """Whole units elapsed before 1-based ``current_iter`` (0 during the first unit)."""
         return (current_iter - 1) // iters_per_epoch if self.unit == 'epoch' else current_iter - 1
 
     def holds(self, current_iter, iters_per_epoch=1):
-        """True while the warm-up holds the orientation still."""
-        return self._units(current_iter, iters_per_epoch) < self.warmup
+        """True while the warm-up, or from ``hold_from`` on the hold, keeps the orientation still."""
+        units = self._units(current_iter, iters_per_epoch)
+        return units < self.warmup or (self.hold_from is not None and units >= self.hold_from)
+
+    @property
+    def ever_holds(self):
+        """Whether some iteration leaves the logits without gradient (distributed training must be told)."""
+        return self.warmup > 0 or self.hold_from is not None
 
     def __call__(self, current_iter, total_iter, iters_per_epoch=1):
         """Noise scale at 1-based ``current_iter`` of a ``total_iter``-iteration run."""

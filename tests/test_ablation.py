@@ -83,6 +83,31 @@ def test_table_gives_mean_and_sample_std_over_seeds(tmp_path):
     assert second.splitlines()[2] == '| c | 0 | 31.00 | 32.00 | 33.00 | 2.00 / 8 |'
 
 
+def test_verdict_applies_the_two_sigma_rule_against_both_baselines(tmp_path):
+    psnrs = {'scratch_copy': [(35.5, 31.7), (35.52, 31.72), (35.48, 31.68)],  # std 0.02 on both sets
+             'scratch_fixed_random': [(35.3, 31.6), (35.5, 31.7), (35.4, 31.65)],  # std 0.1, 0.05
+             'win': [(35.75, 31.9), (35.7, 31.85), (35.8, 31.95)],  # beats both on both
+             'close': [(35.6, 31.9), (35.6, 31.9), (35.6, 31.9)],  # Set5: +0.1 over copy but not > 2 x 0.1 over random
+             'one_seed': [(36.0, 32.5)]}
+    for config, values in psnrs.items():
+        for seed, (set5, set14) in enumerate(values):
+            record = {'format': 'ghostsr-ablation/1', 'config': config, 'seed': seed, 'final_stage': '1500',
+                      'stages': {'1500': {'Set5': {'psnr': set5, 'ssim': 0.9}, 'Set14': {'psnr': set14, 'ssim': 0.9}}},
+                      'argmax_moved': 0, 'ghost_layers': 8}
+            (tmp_path / f'{config}_s{seed}.json').write_text(json.dumps(record))
+    lines = ablation_module().verdict(str(tmp_path)).splitlines()
+    assert lines[0] == ('| config | seeds | Set5 vs scratch_copy | Set5 vs scratch_fixed_random | '
+                        'Set14 vs scratch_copy | Set14 vs scratch_fixed_random | beats both by > 2σ |')
+    rows = {line.split(' | ')[0][2:]: line for line in lines[2:]}
+    assert set(rows) == {'win', 'close', 'one_seed'}
+    assert rows['win'].startswith('| win | 0, 1, 2 | +0.25 (2σ 0.10) | +0.35 (2σ 0.20) |')  # 2 x max(std)
+    assert rows['win'].endswith('| **yes** |') and rows['close'].endswith('| no |')
+    assert rows['one_seed'].endswith('| no |')  # one seed has no spread to test against
+    (tmp_path / 'scratch_copy_s0.json').unlink(), (tmp_path / 'scratch_copy_s1.json').unlink()
+    (tmp_path / 'scratch_copy_s2.json').unlink()
+    assert ablation_module().verdict(str(tmp_path)) == ''
+
+
 def test_table_goes_into_a_document_between_its_markers(tmp_path):
     module = ablation_module()
     doc = tmp_path / 'doc.md'

@@ -56,11 +56,12 @@ def test_two_process_run_with_cluster_init_and_warmup(tmp_path, tiny_options):
     assert torch.allclose(saved['params']['conv_last.weight'], plain['conv_last.weight'], atol=0.05)
 
 
-def test_warmup_with_find_unused_parameters_false_fails_the_option_check(tmp_path, tiny_options):
+@pytest.mark.parametrize('hold', [{'warmup': 2}, {'hold_from': 3}])
+def test_a_hold_with_find_unused_parameters_false_fails_the_option_check(tmp_path, tiny_options, hold):
     from ghostsr_plugin.option_check import OptionError, check_options
 
-    tiny_options['train']['temperature_schedule'] = {'type': 'exponential', 'unit': 'iter', 'warmup': 2}
+    tiny_options['train']['temperature_schedule'] = {'type': 'exponential', 'unit': 'iter', **hold}
     check_options(write_options(tmp_path / 'unset.yml', tiny_options), is_train=True)
     tiny_options['find_unused_parameters'] = False
-    with pytest.raises(OptionError, match=r"key 'find_unused_parameters': false, but the warm-up .* set it true"):
+    with pytest.raises(OptionError, match=r"'find_unused_parameters': false, but a hold of the orientation"):
         check_options(write_options(tmp_path / 'false.yml', tiny_options), is_train=True)

@@ -9,19 +9,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from basicsr.archs import build_network
 
 from ghostsr_plugin.atomic import MANIFEST, atomic_folder
-from ghostsr_plugin.cli import ghostsr_main
+from ghostsr_plugin.cli import basicsr_main, ghostsr_main
 from ghostsr_plugin.errors import InputError
 
 from .conftest import REPO_ROOT, _photo, write_options
+from .test_benchmark import tiny_benchmark  # noqa: F401  (a fixture)
 from .test_deploy_commands import NET, images, model_files  # noqa: F401  (fixtures)
 
 
-def fails(capsys, args, *expected, code=2):
+def fails(capsys, args, *expected, code=2, main=ghostsr_main):
     """Run ``ghostsr args``: it must exit ``code`` with one line on stderr holding each of ``expected``."""
     with pytest.raises(SystemExit) as exit_info:
-        ghostsr_main(args)
+        main(args)
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == code, err
     line = err.splitlines()[-1]  # (after any progress bar)
@@ -335,3 +337,158 @@ def test_benchmark_finds_the_runs_checkpoint_under_another_row_name(model_files,
     record = json.loads((tmp_path / 'results' / 'Shown_name_x2.json').read_text())
     assert record['model']['checkpoint'] == osp.join('experiments', 'm', 'models', 'net_g_latest.pth')
     assert record['model']['option_file'] == 'run.yml'  # relative to the working directory
+
+
+
+# --- 6: issue 27's cases: each a named line before any work, and no user file changed -----------
+
+
+def basicsr_fails(capsys, args, *expected):
+    """``fails`` for ``basicsr train|test``."""
+    return fails(capsys, args, *expected, main=basicsr_main)
+
+
+def test_a_network_larger_than_memory_is_refused_with_its_size(model_files, tiny_options, tmp_path, capsys,  # noqa: F811
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (where a training run would make experiments/)
+    num_feat = 100_000_000
+    huge = {'type': 'Ghost', 'base': {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': num_feat,
+                                      'num_block': 1, 'upscale': 2}}
+    opt = write_options(tmp_path / 'huge.yml', {'name': 'm', 'scale': 2, 'network_g': huge, 'path': {}})
+    tiny_options['network_g'] = huge
+    train_opt = write_options(tmp_path / 'huge_train.yml', tiny_options)
+    before = snapshot(tmp_path)
+    line = fails(capsys, ['freeze', '-opt', opt, '--checkpoint', model_files['checkpoint'], '--out', 'f.pth'],
+                 "huge.yml: key 'network_g.base': MSRResNet with these arguments has", 'more than the memory')
+    assert int(line.split(' has ')[1].split(' weights')[0].replace(',', '')) > 2 * 9 * num_feat ** 2  # 2 body convs
+    basicsr_fails(capsys, ['train', '-opt', train_opt], "huge_train.yml: key 'network_g.base'", 'more than the memory')
+    assert snapshot(tmp_path) == before  # (no f.pth, no experiments/)
+
+
+def test_a_layer_without_ghost_channels_has_no_orientation_to_fit(tiny_options, tmp_path, capsys):
+    """ratio 1 with ghost_init's orientation fit: the layers are skipped, said so, and the Ghost network is the
+    plain one (every channel intrinsic, the clustering a permutation that the index screening undoes)."""
+    plain_section = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 2}
+    torch.manual_seed(0)
+    plain = build_network(dict(plain_section)).eval()
+    torch.save({'params': plain.state_dict()}, tmp_path / 'plain.pth')
+    tiny_options['network_g'] = {'type': 'Ghost', 'base': plain_section, 'ratio': 1}
+    tiny_options['ghost_init'] = {'checkpoint': str(tmp_path / 'plain.pth'), 'method': 'cluster', 'orientation': 'fit'}
+    opt = write_options(tmp_path / 'ratio1.yml', tiny_options)
+    ghostsr_main(['cluster-init', '-opt', opt, '--out', str(tmp_path / 'init.pth')])
+    printed = capsys.readouterr().out
+    assert printed.count('no ghost channels (ratio 1), so no orientation to fit') == 4, printed  # body.{0,1}.conv{1,2}
+    ghost = build_network(dict(tiny_options['network_g'])).eval()
+    ghost.load_state_dict(torch.load(tmp_path / 'init.pth', weights_only=True)['params'])
+    x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ghost(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not osp.isdir('/proc/self'), reason='needs /proc (Linux)')
+def test_an_output_folder_that_takes_no_file_fails_before_any_work(model_files, tmp_path, capsys, monkeypatch):  # noqa: F811
+    """/proc: writable by its mode for root, yet it takes no new file; refused before the model is loaded."""
+    from ghostsr_plugin import trained_model
+    from ghostsr_plugin.commands import cluster_init, freeze
+
+    for module, name in ((trained_model, 'frozen_model'), (freeze, 'load_model'), (cluster_init, 'build_network')):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail('the work started'))
+    init = write_options(tmp_path / 'init.yml', {'name': 'i', 'scale': 2, 'network_g': NET, 'path': {},
+                                                 'ghost_init': {'checkpoint': model_files['checkpoint'],
+                                                                'orientation': 'zero'}})
+    before = snapshot(tmp_path)
+    common = ['-opt', model_files['opt'], '--checkpoint', model_files['checkpoint']]
+    for args in (['freeze', *common, '--out', '/proc/x.pth'], ['export', *common, '--out', '/proc/x.onnx'],
+                 ['export', *common, '--out', '/proc/new/x.onnx'],
+                 ['cluster-init', '-opt', init, '--out', '/proc/x.pth']):
+        fails(capsys, args, f'--out {args[-1]}: cannot write in folder /proc (creating a file there fails')
+    assert snapshot(tmp_path) == before
+
+
+def test_the_inside_of_train_compile_is_checked(tiny_options, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # (where a training run would make experiments/)
+    before = snapshot(tmp_path)
+    for compile_opt, expected in (({'mode': 'bogus'}, ("key 'train.compile'", 'mode=bogus')),
+                                  ({'mdoe': 'max-autotune'}, ("key 'train.compile.mdoe'", "did you mean 'mode'")),
+                                  ({'fullgraph': 'yes'}, ("key 'train.compile.fullgraph'", "found str 'yes'"))):
+        tiny_options['train']['compile'] = compile_opt
+        basicsr_fails(capsys, ['train', '-opt', write_options(tmp_path / 'o.yml', tiny_options)], *expected)
+    assert snapshot(tmp_path).keys() == {*before, 'o.yml'}
+
+
+@pytest.mark.parametrize('command', ['ghostsr', 'basicsr'])
+def test_ctrl_c_while_a_command_starts_is_one_line_and_status_130(command, tmp_path):
+    """SIGINT while the package imports torch (its modules' import times, printed as they finish, say when)."""
+    import re
+    import signal
+
+    from .conftest import BIN
+
+    args = ['upscale', 'in', '--out', 'out', '--onnx', 'm.onnx'] if command == 'ghostsr' else ['train', '-opt', 'o.yml']
+    env = {**os.environ, 'PYTHONPROFILEIMPORTTIME': '1', 'PYTHONUNBUFFERED': '1'}
+    proc = subprocess.Popen([osp.join(BIN, command), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if re.search(r'\|\s+torch\.', line):  # (inside `import torch`: one of its modules is done)
+            proc.send_signal(signal.SIGINT)
+            break
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    assert 'Traceback' not in err and 'interrupted' in err.splitlines(), err[-2000:]
+    assert os.listdir(tmp_path) == []
+
+
+def test_upscale_that_upscaled_nothing_fails(model_files, tmp_path, capsys):  # noqa: F811
+    text = tmp_path / 'one_text_file.png'
+    text.write_text('not an image')
+    out = tmp_path / 'out' / 'u16'
+    fails(capsys, ['upscale', str(text), '--out', str(out), '-opt', model_files['opt'], '--skip_corrupt'],
+          f'{text}: no image upscaled, 1 unreadable image(s) skipped; nothing written to {out}')
+    assert not (tmp_path / 'out').exists() and text.read_text() == 'not an image'
+
+
+def test_benchmark_checks_its_output_folder_before_the_work(tiny_benchmark, capsys, monkeypatch):  # noqa: F811
+    """An output folder that takes no file, or one inside the test sets it reads (--data, a set's GTmod2)."""
+    from ghostsr_plugin.commands import benchmark
+
+    monkeypatch.setattr(benchmark, 'evaluate', lambda *a, **k: pytest.fail('the benchmark ran'))
+    data = tiny_benchmark['data']
+    before = snapshot(data)
+    outs = [(data, f'--out {data} is an input of this command'),
+            (osp.join(data, 'Tiny', 'GTmod2'), f'--out {data}/Tiny/GTmod2 is an input of this command'),
+            (osp.join(data, 'results'), f'--out {data}/results is inside {data}, an input of this command')]
+    if osp.isdir('/proc/self'):
+        outs.append(('/proc/benchx', '--out /proc/benchx: cannot write in folder /proc'))
+    for out, message in outs:
+        fails(capsys, ['benchmark', 'bicubic', '--data', data, '--scales', '2', '--out', out], message)
+    assert snapshot(data) == before
+
+
+def test_a_training_run_that_fails_before_saving_leaves_the_folders_as_they_were(tiny_options, tmp_path, run_cli):
+    """Patches larger than the images: BasicSR has made (and archived) the run's folders when the first batch fails;
+    the folder it made goes, the user's folder it archived comes back."""
+    tiny_options['datasets']['train']['gt_size'] = 512
+    tiny_options['logger']['use_tb_logger'] = True
+    mine = tmp_path / 'experiments' / tiny_options['name']
+    before = user_folder(mine)
+    failed = run_cli('basicsr', 'train', '-opt', write_options(tmp_path / 'o.yml', tiny_options), check=False)
+    assert failed.returncode == 1 and 'is smaller than patch size' in failed.stderr, failed.stderr[-2000:]
+    assert f'Rename it to {mine}_archived_' in failed.stdout  # (the run did start)
+    assert os.listdir(tmp_path / 'experiments') == [tiny_options['name']] and snapshot(mine) == before
+    assert not (tmp_path / 'tb_logger').exists()
+
+
+def test_a_failed_run_that_saved_something_keeps_it(tmp_path):
+    import basicsr.utils.misc
+
+    from ghostsr_plugin.run_folders import removed_unless_saved
+
+    run, kept = tmp_path / 'experiments' / 'run', tmp_path / 'experiments' / 'kept'
+    for folder, saved in ((run, None), (kept, 'models/net_g_2.pth')):
+        with pytest.raises(RuntimeError), removed_unless_saved('o.yml'):
+            basicsr.utils.misc.mkdir_and_rename(str(folder))
+            for name in ('o.yml', 'train_run.log', *([saved] if saved else [])):
+                os.makedirs(osp.dirname(folder / name), exist_ok=True)
+                (folder / name).write_text('x')
+            raise RuntimeError('failed')
+    assert os.listdir(tmp_path / 'experiments') == ['kept'] and (kept / 'models' / 'net_g_2.pth').is_file()

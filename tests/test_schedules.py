@@ -49,6 +49,15 @@ def test_warmup_holds_then_starts_the_clock():
     assert values({'type': 'linear', 'warmup': 2}, [21, 61]) == pytest.approx([1, 0.5])
 
 
+def test_hold_from_holds_the_orientation_to_the_end():
+    opt = {'type': 'exponential', 'base': 0.5, 'unit': 'iter', 'warmup': 2, 'hold_from': 5}
+    schedule = build_schedule(opt)
+    # units elapsed before iteration i: i - 1; held while < 2 or >= 5
+    assert [schedule.holds(i) for i in range(1, 9)] == [True, True, False, False, False, True, True, True]
+    assert values(opt, [3, 4, 5, 6, 8], total_iter=8) == pytest.approx([1, 0.5, 0.25, 0.125, 0.03125])
+    assert build_schedule({'type': 'constant', 'unit': 'epoch', 'hold_from': 3}).holds(31, 10)
+
+
 def test_a_user_schedule_registers_the_basicsr_way():
     @SCHEDULE_REGISTRY.register()
     class HalvingTestSchedule(TemperatureSchedule):
@@ -68,6 +77,9 @@ def test_a_user_schedule_registers_the_basicsr_way():
     ({'type': 'exponential', 'base': -0.5}, 'train.temperature_schedule.base', 'must be in (0, 1], found -0.5'),
     ({'type': 'linear', 'bse': 1}, 'train.temperature_schedule.bse', 'not an option of the linear schedule'),
     ({'type': 'cosine', 'unit': 'epochs'}, 'train.temperature_schedule.unit', "found 'epochs'"),
+    ({'type': 'linear', 'warmup': 5, 'hold_from': 5}, 'train.temperature_schedule.hold_from',
+     'integer > warmup (5), found 5'),
+    ({'type': 'cosine', 'hold_from': 0.7}, 'train.temperature_schedule.hold_from', 'found 0.7'),
 ])
 def test_bad_schedules_name_the_key(opt, key, fragment):
     with pytest.raises(InputError) as info:

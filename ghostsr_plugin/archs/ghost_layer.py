@@ -55,6 +55,13 @@ class GhostConv2d(nn.Module):
             same noise as uninterrupted ones.
         learn_orientation: when False, training uses the current argmax orientation and the
             logits get no gradient (a schedule's warm-up holds the orientation still).
+        relaxation: how a learning layer turns its logits into the selection of offsets:
+            ``'gumbel_max'`` (the paper's hard one-hot of the noisy argmax, straight-through
+            gradient) or ``'softmax'`` (every offset, weighted by ``softmax(logits / temperature)``:
+            deterministic, with the exact gradient; ``temperature`` must then be > 0).
+        centered_gradient: with ``'gumbel_max'``, pass the logits the straight-through gradient
+            minus its mean over the offsets (as a softmax's Jacobian would): the part every
+            offset shares, which otherwise moves all logits alike under Adam, is dropped.
         noise: when set, the scaled Gumbel noise (shaped like the logits) this step adds, drawn
             by the caller instead of from ``temperature`` and ``noise_generator``: a compiled
             forward takes it as an input, since a graph cannot draw from a ``torch.Generator``.
@@ -93,6 +100,7 @@ class GhostConv2d(nn.Module):
             # The official code's init: He-uniform on a (1, 1, side, side) kernel.
             nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
         self.temperature, self.noise_generator, self.learn_orientation, self.noise = 1.0, None, True, None
+        self.relaxation, self.centered_gradient = 'gumbel_max', False
         self.last_sampled = None
 
     @staticmethod
@@ -170,9 +178,15 @@ class GhostConv2d(nn.Module):
 
         The forward value is the one-hot of ``argmax(logits + temperature * gumbel)``;
         the backward passes the gradient to the logits unchanged (the official code's
-        ``(hard - logits).detach() + logits``).
+        ``(hard - logits).detach() + logits``; centered with ``centered_gradient``). With
+        ``relaxation = 'softmax'``: the weights
+        ``softmax(logits / temperature)`` of every offset instead.
         """
         logits = self.logits
+        if self.relaxation == 'softmax':
+            weights = torch.softmax(self._scores(logits) / self.temperature, -1)
+            self.last_sampled = weights.detach().argmax(-1)  # the dominant offset
+            return weights
         scores = logits.detach()
         if self.noise is not None:
             scores = scores + self.noise
@@ -182,6 +196,8 @@ class GhostConv2d(nn.Module):
         index = self._scores(scores).argmax(-1)
         self.last_sampled = index
         hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+        if self.centered_gradient:
+            logits = logits - logits.mean(-1, keepdim=True)
         return hard - logits.detach() + logits
 
     def forward(self, x):

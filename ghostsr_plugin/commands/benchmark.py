@@ -244,7 +244,8 @@ def run(args):
             raise InputError(f"'{writer[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
         paths[name, scale], writer[path] = path, name
-    check_files_folder(args.out)
+    read = [args.data, *(f for name, s in pairs for f in set_folders(args.data, name, s))] if sets else []
+    check_files_folder(args.out, input_folders=read)  # (a set's folder may be a link to elsewhere)
     check_output_files(list(writer), args.overwrite)
 
     loaded = {}

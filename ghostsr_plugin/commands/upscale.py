@@ -163,6 +163,9 @@ def run(args):
             continue
         _write(target, upscale_image(model, img, alpha, max_value, scale, args.tile, args.tile_overlap))
         written += 1
+    if skipped and not written:
+        raise InputError(f'{args.input}: no image upscaled, {len(skipped)} unreadable image(s) skipped; nothing '
+                         f'written to {args.out}')
     kept = len(inputs) - len(jobs)
     notes = [f'{kept} existing output(s) kept'] if kept else []
     notes += [f'{len(skipped)} unreadable image(s) skipped'] if skipped else []

@@ -108,9 +108,13 @@ def fit_orientations(net, plain, choices, images):
     """Set every Ghost layer of ``net`` to its best-fitting offset; returns ``{path: (K, G) errors}``.
 
     ``plain``: the plain model (same module paths), ``choices``: the clustering's
-    ``{path: IntrinsicChoice}``, ``images``: the calibration batch.
+    ``{path: IntrinsicChoice}``, ``images``: the calibration batch. A layer without ghost
+    channels (``ratio: 1``) has no orientation to fit: it is left as it is, its errors None.
     """
-    layers = dict(named_ghost_layers(net))
+    fits = dict.fromkeys(path for path, _ in named_ghost_layers(net))  # (in forward order)
+    layers = {path: layer for path, layer in named_ghost_layers(net) if layer.num_ghost}
+    if not layers:
+        return fits
     outputs, hooks = {}, []
     for path in layers:
         hooks.append(plain.get_submodule(path).register_forward_hook(
@@ -120,7 +124,6 @@ def fit_orientations(net, plain, choices, images):
     finally:
         for hook in hooks:
             hook.remove()
-    fits = {}
     for path, layer in layers.items():
         target = outputs.pop(path).to(layer.logits.device, layer.logits.dtype)
         intrinsic = target[:, torch.as_tensor(choices[path].intrinsic, device=target.device)]
@@ -140,6 +143,9 @@ def orientation_lines(fits):
     """One line per layer: the offset chosen and the fit error of every candidate."""
     lines = []
     for path, errors in fits.items():
+        if errors is None:
+            lines.append(f'{path}: no ghost channels (ratio 1), so no orientation to fit')
+            continue
         layer_table = ops.offset_table(round((math.sqrt(errors.shape[0]) - 1) / 2)).tolist()
         for g, column in enumerate(errors.T):
             group = f' group {g}' if errors.shape[1] > 1 else ''

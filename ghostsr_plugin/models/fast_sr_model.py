@@ -29,6 +29,7 @@ the run's speed (``ghostsr_plugin.training_clock``), device and options; ``ghost
 benchmark`` copies it into the result of that run's ``net_g_latest.pth``.
 """
 import collections
+import inspect
 import json
 import math
 import os.path as osp
@@ -43,7 +44,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.cost import device_name
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import InputError, did_you_mean
 from ghostsr_plugin.registration import register
 from ghostsr_plugin.training_clock import TrainingClock
 
@@ -51,6 +52,12 @@ AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 FastOptions = collections.namedtuple('FastOptions', 'amp channels_last compile time_budget progress_seconds',
                                      defaults=(None, False, None, None, None))
 FAST_KEYS = FastOptions._fields
+COMPILE_KINDS = {  # torch.compile's arguments that an option file can give: (kind, what the message says)
+    'fullgraph': (bool, 'true or false'), 'dynamic': (bool, 'true, false or null'), 'disable': (bool, 'true or false'),
+    'isolate_recompiles': (bool, 'true or false'), 'mode': (str, 'the name of a mode, e.g. max-autotune'),
+    'backend': (str, 'the name of a backend, e.g. inductor'), 'options': (dict, 'a mapping of inductor options'),
+    'name': (str, 'a string'), 'recompile_limit': (int, 'an integer or null')}
+COMPILE_NULLABLE = ('dynamic', 'mode', 'backend', 'options', 'recompile_limit', 'name')
 SUMMARY_FORMAT = 'ghostsr-training/1'
 SUMMARY_FILE = 'training.json'
 BUDGET_CHECK_EVERY = 10  # iterations between the ranks' agreement on the budget (distributed runs)
@@ -85,6 +92,41 @@ def _positive_seconds(train_opt, key):
     return None if value is None else float(value)
 
 
+def _is_kind(value, kind):
+    """``isinstance``, but a switch is no number (bool is an int in Python, never in an option file)."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def compile_arguments(arguments, key='train.compile'):
+    """``arguments`` for ``torch.compile``, checked as the option file gives them (``InputError`` naming the key).
+
+    Names and kinds here; then torch itself judges the values (mode, backend, inductor
+    options) by wrapping a trivial module, which compiles nothing yet.
+    """
+    accepted = [name for name in inspect.signature(torch.compile).parameters if name != 'model']
+    for name, value in arguments.items():
+        if name not in accepted:
+            raise InputError(f"key '{key}.{name}': not an argument of torch.compile{did_you_mean(name, accepted)}; "
+                             f"expected one of: {', '.join(accepted)}")
+        kind, expected = COMPILE_KINDS.get(name, (None, ''))
+        if kind and not (_is_kind(value, kind) or value is None and name in COMPILE_NULLABLE):
+            raise InputError(f"key '{key}.{name}': expected {expected}, found {type(value).__name__} {value!r}")
+    if arguments.get('options'):
+        from torch._inductor import config
+
+        known = config.get_config_copy()
+        for name in arguments['options']:
+            if str(name).replace('-', '_') not in known:
+                raise InputError(f"key '{key}.options.{name}': not an option of torch's inductor"
+                                 f'{did_you_mean(name, known)}')
+    try:
+        torch.compile(torch.nn.Identity(), **arguments)
+    except Exception as err:  # noqa: BLE001  (torch's own refusal; its message names the argument)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"key '{key}': torch.compile refuses it: {reason[:300]}") from None
+    return arguments
+
+
 def fast_options(train_opt):
     """The fast-training keys of a ``train`` section, checked (``InputError`` naming the key)."""
     amp = train_opt.get('amp', False)
@@ -97,7 +139,7 @@ def fast_options(train_opt):
     if isinstance(compile_opt, bool) or compile_opt is None:
         compile_opt = {'dynamic': False} if compile_opt else None
     elif isinstance(compile_opt, dict):
-        compile_opt = {'dynamic': False, **compile_opt}
+        compile_opt = compile_arguments({'dynamic': False, **compile_opt})
     else:
         raise InputError("key 'train.compile': expected true, false or a mapping of torch.compile's arguments "
                          f'(e.g. {{mode: max-autotune}}), found {type(compile_opt).__name__} {compile_opt!r}')

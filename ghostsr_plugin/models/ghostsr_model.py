@@ -10,6 +10,16 @@ BasicSR's print frequency it logs the temperature and every layer's orientation;
 validation, the orientation histogram; at the end of training, how many layers' argmax
 moved since the run started, and a frozen deploy checkpoint, ``net_g_deploy.pth``.
 
+Issue 28's recipes for the learned shift, each an option of this one training:
+``train.temperature_schedule.hold_from`` holds the orientation still from that unit to the end;
+``train.orientation_relaxation: softmax`` trains on a softmax-weighted mix of every offset
+(sharpened as the schedule's temperature falls) until the hold hardens it into its argmax;
+``train.orientation_gradient: centered`` drops the part of the straight-through gradient that
+every offset shares;
+``train.orientation_search: {iter: N, batches: B}`` chooses, at iteration N, each layer's offset
+by the loss of every candidate on B calibration batches (``ghostsr_plugin.orientation_search``)
+and holds it to the end. See docs/ablation.md for what each measured.
+
 The orientation logits get their own optimizer parameter group: learning rate
 ``train.orientation_lr`` times ``train.optim_g.lr`` (the official code's single group is
 ``orientation_lr: 1``), no weight decay, and the same BasicSR scheduler as every other
@@ -23,6 +33,7 @@ shared block) then uses one draw per step rather than one a call.
 The Gumbel logits, their noise, the temperatures and the selection's gradient stay fp32
 under ``train.amp``.
 """
+import collections
 import copy
 import math
 
@@ -36,10 +47,15 @@ from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.models.fast_sr_model import FastSRModel
 from ghostsr_plugin.monitor import OrientationMonitor, format_offsets, orientation_histogram
+from ghostsr_plugin.orientation_search import calibration_batches, search
 from ghostsr_plugin.registration import register
 from ghostsr_plugin.schedules import build_schedule
 
 DEFAULT_ORIENTATION_LR = 100  # docs/ablation.md: most argmaxes move (few at 1), at the same PSNR
+RELAXATIONS = ('gumbel_max', 'softmax')
+GRADIENTS = ('straight_through', 'centered')
+MIN_SOFTMAX_TEMPERATURE = 1e-4  # a schedule may reach 0; softmax at this is an argmax in all but name
+OrientationSearch = collections.namedtuple('OrientationSearch', 'iter batches')
 
 
 def orientation_lr(train_opt):
@@ -49,6 +65,53 @@ def orientation_lr(train_opt):
         raise InputError("key 'train.orientation_lr': expected a positive number (a multiple of train.optim_g.lr), "
                          f'found {type(value).__name__} {value!r}')
     return float(value)
+
+
+def orientation_search(train_opt):
+    """``train.orientation_search``, checked: None, or when (``iter``) and on how many batches to search."""
+    section = train_opt.get('orientation_search')
+    if section is None:
+        return None
+    key = 'train.orientation_search'
+    if not isinstance(section, dict):
+        raise InputError(f"key '{key}': expected a section {{iter: N, batches: B}}, found {section!r}")
+    unknown = sorted(set(section) - set(OrientationSearch._fields))
+    if unknown:
+        raise InputError(f"key '{key}.{unknown[0]}': not an option of the search; expected iter, batches")
+    values = {'iter': section.get('iter'), 'batches': section.get('batches', 4)}
+    total = int(train_opt.get('total_iter', 0))
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (name == 'iter' and value > total):
+            expected = f'an integer in [1, train.total_iter = {total}]' if name == 'iter' else 'an integer >= 1'
+            raise InputError(f"key '{key}.{name}': expected {expected}, found {value!r}")
+    return OrientationSearch(**values)
+
+
+def orientation_relaxation(train_opt):
+    """``train.orientation_relaxation``, checked: 'gumbel_max' (default) or 'softmax', which needs a hold."""
+    value = train_opt.get('orientation_relaxation', 'gumbel_max')
+    if value not in RELAXATIONS:
+        raise InputError(f"key 'train.orientation_relaxation': expected one of {list(RELAXATIONS)}, found {value!r}")
+    if value == 'softmax' and build_schedule(train_opt.get('temperature_schedule')).hold_from is None \
+            and train_opt.get('orientation_search') is None:
+        raise InputError("key 'train.orientation_relaxation': softmax trains on a mix of every offset and needs "
+                         'where it hardens into one: set train.temperature_schedule.hold_from or '
+                         'train.orientation_search')
+    return value
+
+
+def orientation_gradient(train_opt):
+    """``train.orientation_gradient``, checked: 'straight_through' (default, the official code's) or 'centered'."""
+    value = train_opt.get('orientation_gradient', 'straight_through')
+    if value not in GRADIENTS:
+        raise InputError(f"key 'train.orientation_gradient': expected one of {list(GRADIENTS)}, found {value!r}")
+    return value
+
+
+def orientation_ever_held(train_opt):
+    """Whether some iteration leaves the logits without gradient (distributed training must be told)."""
+    return (build_schedule(train_opt.get('temperature_schedule')).ever_holds
+            or train_opt.get('orientation_search') is not None)
 
 
 def rank0_seed(seed):
@@ -65,8 +128,8 @@ class GhostSRModel(FastSRModel):
     """FastSRModel that anneals, watches and finally freezes the Ghost layers' orientations."""
 
     def __init__(self, opt):
-        if opt['is_train'] and build_schedule(opt['train'].get('temperature_schedule')).warmup > 0:
-            # The warm-up leaves the logits without gradient, which DistributedDataParallel refuses unless told.
+        if opt['is_train'] and orientation_ever_held(opt['train']):
+            # A hold leaves the logits without gradient, which DistributedDataParallel refuses unless told.
             opt.setdefault('find_unused_parameters', True)
         super().__init__(opt)
 
@@ -78,6 +141,9 @@ class GhostSRModel(FastSRModel):
         self.ghost_layers = ghost_layers(net)
         self.monitor = OrientationMonitor(net)
         self.schedule = build_schedule(self.opt['train'].get('temperature_schedule'))
+        self.relaxation = orientation_relaxation(self.opt['train'])
+        self.centered_gradient = orientation_gradient(self.opt['train']) == 'centered'
+        self.search = orientation_search(self.opt['train'])
         self.total_iter = int(self.opt['train']['total_iter'])
         self.noise_seed = rank0_seed(self.opt['manual_seed'])
         self.temperature = self.schedule(1, self.total_iter, self.iters_per_epoch)
@@ -107,15 +173,35 @@ class GhostSRModel(FastSRModel):
 
     def training_step(self, current_iter):
         self.temperature = self.schedule(current_iter, self.total_iter, self.iters_per_epoch)
-        learn = not self.schedule.holds(current_iter, self.iters_per_epoch)
+        if self.search is not None and current_iter == self.search.iter:
+            self.search_orientations()
+        searched = self.search is not None and current_iter >= self.search.iter
+        learn = not (searched or self.schedule.holds(current_iter, self.iters_per_epoch))
         # Same seed on every rank: all replicas pick the same orientation in an iteration.
         noise = torch.Generator(self.device).manual_seed(self.noise_seed * 2**32 + current_iter)
+        temperature = self.temperature
+        if self.relaxation == 'softmax':
+            temperature = max(temperature, MIN_SOFTMAX_TEMPERATURE)
+            if self.fast.compile is not None:  # an input of the graph, not a constant it would recompile for
+                temperature = torch.tensor(temperature, device=self.device)
         for layer in self.ghost_layers:
-            layer.temperature, layer.learn_orientation, layer.noise_generator = self.temperature, learn, noise
-        if self.fast.compile is not None and learn:
+            layer.temperature, layer.learn_orientation, layer.noise_generator = temperature, learn, noise
+            layer.relaxation, layer.centered_gradient = self.relaxation, self.centered_gradient
+        if self.fast.compile is not None and learn and self.relaxation == 'gumbel_max':
             self.draw_noise(noise)
         super().training_step(current_iter)
         self.monitor.update(current_iter)
+
+    def search_orientations(self):
+        """``train.orientation_search``: every layer's offset chosen by the loss of each candidate, logged."""
+        batches = calibration_batches(self.opt['datasets']['train'], self.search.batches, self.noise_seed,
+                                      self.device)
+        net = self.get_bare_model(self.net_g)
+        also = [self.net_g_ema] if hasattr(self, 'net_g_ema') else []
+        records = search(net, batches, lambda output, gt: self.losses(output, gt)[0], also=also)
+        get_root_logger().info(f'Ghost orientation search on {len(batches)} calibration batches, offsets before -> '
+                               'after: ' + ', '.join(f"{r['layer']} {format_offsets(r['before'])} -> "
+                                                     f"{format_offsets(r['after'])}" for r in records))
 
     def draw_noise(self, generator):
         """Every layer's scaled Gumbel noise in one draw, handed to the compiled forward (see ``GhostConv2d.noise``)."""
