@@ -12,13 +12,11 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 repeats="${1:-7}"
 out=benchmarks/results/peers
-models=(options/demo/ghost_edsr_x2_demo.yml options/demo/ghost_edsr_dw_x2_demo.yml
-        options/test/SMSR/test_SMSR_demo_x2.yml options/test/SMSR/test_SMSR_demo_x2_dense.yml)
-plain=(--arch EDSR --arch_args num_in_ch=3 num_out_ch=3 num_feat=32 num_block=4 upscale=2)  # the EDSR demo's network
-if [ -f options/demo/edsr_x2_demo.yml ]; then models+=(options/demo/edsr_x2_demo.yml); plain=(); fi
-if [ -f options/demo/adder_edsr_x2_demo.yml ]; then models+=(options/demo/adder_edsr_x2_demo.yml); fi
+models=(options/demo/edsr_x2_demo.yml options/demo/ghost_edsr_x2_demo.yml options/demo/ghost_edsr_dw_x2_demo.yml
+        options/demo/adder_edsr_x2_demo.yml options/test/SMSR/test_SMSR_demo_x2.yml
+        options/test/SMSR/test_SMSR_demo_x2_dense.yml)
 for engine in eager onnxruntime; do
-  ghostsr benchmark "${models[@]}" "${plain[@]}" --latency_only --engine "$engine" --threads 1 \
+  ghostsr benchmark "${models[@]}" --latency_only --engine "$engine" --threads 1 \
     --latency_input Set14 --repeats "$repeats" --warmup 2 --out "$out" --overwrite
 done
 python scripts/peers_table.py --into docs/peers.md
