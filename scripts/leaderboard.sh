@@ -2,7 +2,7 @@
 # Every row of benchmarks/results/leaderboard.md, from the repository alone: build the demo set and the
 # test sets, train the models of options/demo (a run whose net_g_latest.pth exists is not trained again),
 # benchmark each with `ghostsr benchmark` and merge the JSONs with `ghostsr leaderboard`.
-# CPU: about 2.5 hours on one core (the EDSR-baseline teacher about 45 min, the AdderEDSR demo about 30 min).
+# CPU: about 2 hours on one core (the EDSR-baseline teacher about 45 min, the AdderEDSR demo about 15 min).
 # Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
