@@ -34,10 +34,10 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['ghostsr_plugin', 'ghostsr_plugin.*']),
     include_package_data=True,
-    package_data={'ghostsr_plugin.ops': ['csrc/*.cu']},
+    package_data={'ghostsr_plugin.ops': ['csrc/*.cu', 'csrc/*.cpp']},
     install_requires=[
         'basicsr>=1.4.2',
-        'ninja',  # torch.utils.cpp_extension compiles the CUDA kernels on first use with it
+        'ninja',  # torch.utils.cpp_extension compiles the CUDA and CPU kernels on first use with it
         'torch>=2.5',  # torch.serialization.safe_globals (compat.py)
         'torchvision',
         'scikit-learn',

@@ -80,11 +80,17 @@ def basicsr_main(argv=None):
         _run_basicsr(args, argv)
 
 
+def _check_kernel_modes():
+    """GHOSTSR_CUDA and GHOSTSR_CPU_KERNELS, checked before any work."""
+    from ghostsr_plugin.ops import cpu_kernels, extension
+
+    extension.check_mode()
+    cpu_kernels.check_mode()
+
+
 def _run_basicsr(args, argv):
     load_plugins()
-    from ghostsr_plugin.ops.extension import check_mode
-
-    check_mode()
+    _check_kernel_modes()
     from ghostsr_plugin.option_check import check_options
 
     check_options(args.opt, is_train=args.command == 'train', force_yml=args.force_yml)
@@ -110,9 +116,7 @@ def ghostsr_main(argv=None):
     """Entry point of the ``ghostsr`` command."""
     with _as_command():
         load_plugins()
-        from ghostsr_plugin.ops.extension import check_mode
-
-        check_mode()
+        _check_kernel_modes()
         parser = _Parser(prog='ghostsr', description='GhostSR tools for BasicSR models.')
         commands = parser.add_subparsers(dest='command', required=True, metavar='command', parser_class=_Parser)
         for name, module_name in GHOSTSR_COMMANDS.items():

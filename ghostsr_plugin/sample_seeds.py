@@ -7,8 +7,12 @@ the uninterrupted run's. Here the training loader hands the dataset ``(epoch, po
 index)``, and each sample is drawn with Python's ``random``, NumPy and torch seeded from
 ``(manual_seed, rank, epoch, position)``; the process's own random state is put back
 afterwards (in the training process; a loader worker's, which nothing else reads, is not: restoring
-NumPy's costs more than drawing the sample). ``basicsr train`` (this plugin's command) installs it.
+NumPy's costs more than drawing the sample). A run resumed in the middle of an epoch skips the
+samples of that epoch the interrupted run trained on (BasicSR would draw them again), so it
+goes on with the batch the interrupted run would have drawn next. ``basicsr train`` (this
+plugin's command) installs it.
 """
+import itertools
 import random
 
 import numpy as np
@@ -21,14 +25,18 @@ class EpochPositionSampler(Sampler):
 
     The training loop sets the sampler's epoch before it starts each epoch's iteration, which
     runs in the main process, so the epoch read here is the one the batch belongs to.
+    ``skip``: ``(epoch, samples)``, the first samples of that epoch left out (a resumed run's).
     """
 
-    def __init__(self, sampler):
-        self.sampler = sampler
+    def __init__(self, sampler, skip=None):
+        self.sampler, self.skip = sampler, skip
 
     def __iter__(self):
         epoch = self.sampler.epoch
-        return ((epoch, position, index) for position, index in enumerate(self.sampler))
+        positions = enumerate(self.sampler)
+        if self.skip is not None and epoch == self.skip[0]:
+            positions = itertools.islice(positions, self.skip[1], None)
+        return ((epoch, position, index) for position, index in positions)
 
     def __len__(self):
         return len(self.sampler)
@@ -65,15 +73,33 @@ class SeededSamples(Dataset):
         torch.default_generator.manual_seed(int(torch_seed))  # the CPU generator only, never CUDA's
 
 
+def resumed_samples(resume_state, samples_per_epoch, batch_size):
+    """``(epoch, samples)``: how far into its epoch the run of ``resume_state`` had trained (full epochs of
+    ``samples_per_epoch // batch_size`` batches before it, as BasicSR's loader drops a last partial batch)."""
+    epoch, iteration = resume_state['epoch'], resume_state['iter']
+    return epoch, max(iteration - epoch * (samples_per_epoch // batch_size), 0) * batch_size
+
+
 def install():
-    """Make ``basicsr.train`` build its training loader with per-sample seeds."""
+    """Make ``basicsr.train`` build its training loader with per-sample seeds, resuming within an epoch."""
     import basicsr.train
     from basicsr.data import build_dataloader
     from basicsr.utils.dist_util import get_dist_info
 
+    load_resume_state, resumed = basicsr.train.load_resume_state, []
+
+    def load_and_remember(opt):
+        state = load_resume_state(opt)
+        resumed[:] = [state] if state is not None else []
+        return state
+
     def build_seeded_dataloader(dataset, dataset_opt, num_gpu=1, dist=False, sampler=None, seed=None):
         if dataset_opt['phase'] == 'train' and sampler is not None and seed is not None:
-            dataset, sampler = SeededSamples(dataset, seed, get_dist_info()[0]), EpochPositionSampler(sampler)
+            # (BasicSR's batch: one GPU's in a distributed run, every GPU's (DataParallel) otherwise)
+            batch_size = dataset_opt['batch_size_per_gpu'] * (1 if dist or num_gpu == 0 else num_gpu)
+            skip = resumed_samples(resumed[0], len(sampler), batch_size) if resumed else None
+            dataset, sampler = SeededSamples(dataset, seed, get_dist_info()[0]), EpochPositionSampler(sampler, skip)
         return build_dataloader(dataset, dataset_opt, num_gpu=num_gpu, dist=dist, sampler=sampler, seed=seed)
 
+    basicsr.train.load_resume_state = load_and_remember
     basicsr.train.build_dataloader = build_seeded_dataloader

@@ -33,14 +33,14 @@ def tiled_forward(net, x, scale, tile, overlap):
 def receptive_radius(net):
     """How far (LR pixels) an output pixel of ``net`` can see: the radius tiles need as overlap; None if unbounded.
 
-    The sum over every convolution of its kernel's radius (and over every Ghost layer of its
-    largest shift), each at the resolution it runs at: an upper bound, reached by chains of
+    The sum over every convolution (and adder layer) of its kernel's radius (and over every Ghost
+    layer of its largest shift), each at the resolution it runs at: an upper bound, reached by chains of
     convolutions with skip connections (EDSR, RDN, CARN). A global pooling (channel attention)
     sees the whole image: unbounded.
     """
     from torch import nn
 
-    from ghostsr_plugin.archs import GhostConv2d
+    from ghostsr_plugin.archs import AdderConv2d, GhostConv2d
 
     width, radius, unbounded = 16, [], []
 
@@ -51,12 +51,14 @@ def receptive_radius(net):
         if isinstance(module, GhostConv2d):  # (a learned shift may still move: its largest)
             reach = int(module.offset().abs().max()) if module.frozen else module.max_shift
             reach = reach if module.num_ghost else 0
+        elif isinstance(module, AdderConv2d):
+            reach = module.padding
         else:
             reach = max(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
         factor = inputs[0].shape[-1] / width
         radius.append(-(-reach // factor) if factor < 1 else -(-reach // int(factor)))
 
-    kinds = (nn.Conv2d, GhostConv2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    kinds = (nn.Conv2d, GhostConv2d, AdderConv2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, kinds)]
     parameter = next(net.parameters())
     try:

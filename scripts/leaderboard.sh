@@ -2,7 +2,8 @@
 # Every row of benchmarks/results/leaderboard.md, from the repository alone: build the demo set and the
 # test sets, train the models of options/demo (a run whose net_g_latest.pth exists is not trained again),
 # benchmark each with `ghostsr benchmark` and merge the JSONs with `ghostsr leaderboard`.
-# CPU: about 1.5 hours on one core (the EDSR-baseline teacher alone about 45 min). Run from anywhere.
+# CPU: about 2 hours on one core (the EDSR-baseline teacher about 45 min, the AdderEDSR demo about 15 min).
+# Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -18,14 +19,19 @@ train() {  # option file, run name
   [ -f "experiments/$2/models/net_g_latest.pth" ] || basicsr train -opt "$1"
 }
 train options/demo/ghost_edsr_x2_demo.yml demo_GhostEDSR_x2_f32b4
+train options/demo/edsr_x2_demo.yml demo_EDSR_x2_f32b4              # its plain twin (docs/peers.md)
+train options/demo/adder_edsr_x2_demo.yml demo_AdderEDSR_x2_f32b4   # AdderSR's form of the same
 train options/demo/edsr_baseline_x2_demo.yml demo_EDSR_x2_f64b16  # the teacher of the three below
 for start in cluster order scratch; do
   train "options/demo/ghost_edsr_baseline_x2_${start}_demo.yml" "demo_GhostEDSR_x2_f64b16_${start}"
 done
 
 ghostsr benchmark bicubic --sets Set5 Set14 --scales 2 3 4 --out "$out" --overwrite
-ghostsr benchmark options/demo/ghost_edsr_x2_demo.yml --name 'GhostEDSR demo (32f/4b)' --sets Set5 Set14 \
-  --out "$out" --overwrite
+ghostsr benchmark options/demo/edsr_x2_demo.yml --name 'EDSR demo (32f/4b)' --sets Set5 Set14 --out "$out" --overwrite
+for peer in ghost_edsr:GhostEDSR adder_edsr:AdderEDSR; do
+  ghostsr benchmark "options/demo/${peer%%:*}_x2_demo.yml" --name "${peer##*:} demo (32f/4b)" \
+    --baseline 'EDSR demo (32f/4b)' --sets Set5 Set14 --out "$out" --overwrite
+done
 ghostsr benchmark options/demo/edsr_baseline_x2_demo.yml --name 'EDSR-baseline teacher (600 it)' \
   --sets Set5 Set14 --out "$out" --overwrite
 for start in cluster order scratch; do
@@ -34,3 +40,4 @@ for start in cluster order scratch; do
     --sets Set5 Set14 --out "$out" --overwrite
 done
 ghostsr leaderboard "$out" --out "$out" --overwrite
+python scripts/peers_table.py --into docs/peers.md

@@ -18,6 +18,7 @@ def test_without_a_gpu(capsys, monkeypatch):
     assert {'nvcc', 'ninja', 'prebuilt kernels', 'GPU'} <= set(found)
     assert found['GHOSTSR_CUDA'].strip() == '0'
     assert found['kernels'].strip() == 'PyTorch reference: no CUDA GPU visible'
+    assert found['CPU adder kernels'].strip().startswith('compiled CPU kernels active')
 
 
 def test_with_a_gpu_names_it_and_says_which_kernels_run(capsys, monkeypatch):

@@ -41,6 +41,7 @@ def test_shipped_options_cover_the_paper_settings():
         for size in 'LM':
             assert {f'train/EDSR/train_EDSR_{size}x{s}.yml', f'train/GhostEDSR/train_GhostEDSR_{size}x{s}.yml',
                     f'train/GhostEDSR/train_GhostEDSR_{size}x{s}_init.yml'} <= names
+        assert f'train/AdderEDSR/train_AdderEDSR_Mx{s}.yml' in names  # AdderSR at EDSR-baseline size (peers.md)
         for model in ('RDN', 'CARN', 'CARN_M'):
             assert {f'train/{model}/train_{model}_x{s}.yml', f'train/Ghost{model}/train_Ghost{model}_x{s}.yml',
                     f'train/Ghost{model}/train_Ghost{model}_x{s}_init.yml'} <= names

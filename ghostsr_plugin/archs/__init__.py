@@ -1,8 +1,9 @@
 """Architectures: every ``*_arch.py`` here is imported, registering into BasicSR's ARCH_REGISTRY."""
 from ghostsr_plugin.scan import import_modules
 
+from .adder_layer import AdderConv2d, adder_layers
 from .ghost_layer import GhostConv2d, freeze, ghost_layers, named_ghost_layers
 
 _arch_modules = import_modules(__name__, __file__, '_arch.py')
 
-__all__ = ['GhostConv2d', 'freeze', 'ghost_layers', 'named_ghost_layers']
+__all__ = ['AdderConv2d', 'GhostConv2d', 'adder_layers', 'freeze', 'ghost_layers', 'named_ghost_layers']

@@ -1,4 +1,4 @@
-"""Show what the CUDA kernels need and which kernels the ops run: torch, CUDA, nvcc, ninja, GPU.
+"""Show what the kernels need and which kernels the ops run: torch, CUDA, nvcc, ninja, GPU, the CPU adder kernels.
 
 Each line is one finding; the last says whether the ops run the compiled CUDA kernels or the
 PyTorch reference, and why. On a GPU this loads the kernels (compiling them on first use) and
@@ -44,14 +44,15 @@ def findings():
     """[(what, found)] in the order printed."""
     from torch.utils import cpp_extension
 
-    from ghostsr_plugin.ops import extension
+    from ghostsr_plugin.ops import cpu_kernels, extension
 
     rows = [('torch', f'{torch.__version__} (CUDA {torch.version.cuda or "none: a CPU-only build"})'),
             ('nvcc', _nvcc(extension)),
             ('ninja', shutil.which('ninja') or ('available' if cpp_extension.is_ninja_available()
                                                 else 'not found (pip install ninja)')),
             ('prebuilt kernels', _prebuilt(extension)),
-            ('GHOSTSR_CUDA', os.environ.get('GHOSTSR_CUDA', 'unset (fall back with a warning)'))]
+            ('GHOSTSR_CUDA', os.environ.get('GHOSTSR_CUDA', 'unset (fall back with a warning)')),
+            ('CPU adder kernels', cpu_kernels.status()[1])]
     if not torch.cuda.is_available():
         return rows + [('GPU', 'none visible'), ('kernels', 'PyTorch reference: no CUDA GPU visible')]
     gpus = [f'{torch.cuda.get_device_name(i)} (sm {".".join(map(str, torch.cuda.get_device_capability(i)))})'

@@ -20,6 +20,10 @@ Validation and testing run in fp32 eager. Whatever the options, the losses are r
 only when logged and the EMA is updated in two foreach ops: with every option off, a
 training step computes exactly what SRModel's does (``tests/test_fast_training.py``).
 
+A checkpoint saved on an epoch's last batch records the next epoch, so that ``--auto_resume``
+draws the batches an uninterrupted run would (BasicSR's would repeat that epoch); with BasicSR's
+EMA the buffers (batch norm's statistics) are copied into ``net_g_ema`` (see ``model_ema``).
+
 At the end of training, or when the budget stops it, ``<experiment>/training.json`` records
 the run's speed (``ghostsr_plugin.training_clock``), device and options; ``ghostsr
 benchmark`` copies it into the result of that run's ``net_g_latest.pth``.
@@ -27,10 +31,12 @@ benchmark`` copies it into the result of that run's ``net_g_latest.pth``.
 import collections
 import inspect
 import json
+import math
 import os.path as osp
 from datetime import datetime, timezone
 
 import torch
+from basicsr.data import build_dataset
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
@@ -62,6 +68,20 @@ class BudgetSpent(SystemExit):
 
     def __init__(self):
         super().__init__(0)
+
+
+def iters_per_epoch(opt):
+    """Batches in one of BasicSR's training epochs, exactly as its loader yields them.
+
+    The sampler draws ``ceil(len(dataset) * enlarge_ratio / world_size)`` samples and the
+    loader drops the last partial batch.
+    """
+    dataset_opt = opt['datasets']['train']
+    num_samples = math.ceil(
+        len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1) / opt['world_size'])
+    data_parallel = not opt['dist'] and opt['num_gpu'] > 1
+    batch_size = dataset_opt['batch_size_per_gpu'] * (opt['num_gpu'] if data_parallel else 1)
+    return max(num_samples // batch_size, 1)
 
 
 def _positive_seconds(train_opt, key):
@@ -148,6 +168,7 @@ class FastSRModel(SRModel):
         compiled = self.fast.compile is not None
         self.train_net = torch.compile(self.net_g, **self.fast.compile) if compiled else self.net_g
         self.loss_dict = {}
+        self.iters_per_epoch = iters_per_epoch(self.opt)
         self.clock = TrainingClock(int(self.opt['train']['total_iter']), self.fast.time_budget,
                                    self.fast.progress_seconds)
         if self.fast != FastOptions():
@@ -198,15 +219,28 @@ class FastSRModel(SRModel):
         return self.log_dict
 
     def model_ema(self, decay=0.999):
-        """BasicSR's EMA update (``ema = ema * decay + net * (1 - decay)``) as two foreach ops."""
+        """BasicSR's EMA update (``ema = ema * decay + net * (1 - decay)``) as two foreach ops, and the buffers
+        copied.
+
+        BasicSR averages the parameters only, so a batch norm's running statistics (an adder
+        layer's, docs/peers.md) would stay at their initial values in ``net_g_ema``, which
+        validation and the saved ``params_ema`` use: they are copied from ``net_g`` instead
+        (for the plugin's other archs, whose buffers are constants, a copy changes nothing).
+        """
+        bare = self.get_bare_model(self.net_g)
         if not hasattr(self, '_ema_pairs'):
-            net = dict(self.get_bare_model(self.net_g).named_parameters())
+            net = dict(bare.named_parameters())
             ema = dict(self.net_g_ema.named_parameters())
             self._ema_pairs = (list(ema.values()), [net[name] for name in ema])
         ema, net = self._ema_pairs
+        # (buffers looked up afresh: moving a module to another memory format may replace them)
+        buffers = dict(bare.named_buffers())
+        ema_buffers = dict(self.net_g_ema.named_buffers())
         with torch.no_grad():
             torch._foreach_mul_(ema, decay)
             torch._foreach_add_(ema, net, alpha=1 - decay)
+            if ema_buffers:
+                torch._foreach_copy_(list(ema_buffers.values()), [buffers[name] for name in ema_buffers])
 
     def _budget_spent(self, current_iter):
         """Whether to stop now; in a distributed run every rank stops at the same iteration, rank 0's call."""
@@ -226,6 +260,8 @@ class FastSRModel(SRModel):
         raise BudgetSpent()
 
     def save(self, epoch, current_iter):
+        if current_iter != -1 and current_iter % self.iters_per_epoch == 0:
+            epoch += 1  # the epoch's last batch: resume with the next epoch rather than repeat this one
         super().save(epoch, current_iter)
         if current_iter == -1:
             self.save_training_summary()

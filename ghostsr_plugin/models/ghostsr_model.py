@@ -38,7 +38,6 @@ import copy
 import math
 
 import torch
-from basicsr.data import build_dataset
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -115,20 +114,6 @@ def orientation_ever_held(train_opt):
             or train_opt.get('orientation_search') is not None)
 
 
-def iters_per_epoch(opt):
-    """Batches in one of BasicSR's training epochs, exactly as its loader yields them.
-
-    The sampler draws ``ceil(len(dataset) * enlarge_ratio / world_size)`` samples and the
-    loader drops the last partial batch.
-    """
-    dataset_opt = opt['datasets']['train']
-    num_samples = math.ceil(
-        len(build_dataset(dataset_opt)) * dataset_opt.get('dataset_enlarge_ratio', 1) / opt['world_size'])
-    data_parallel = not opt['dist'] and opt['num_gpu'] > 1
-    batch_size = dataset_opt['batch_size_per_gpu'] * (opt['num_gpu'] if data_parallel else 1)
-    return max(num_samples // batch_size, 1)
-
-
 def rank0_seed(seed):
     """Rank 0's ``seed`` on every rank (BasicSR draws a different one per rank when the options set none)."""
     if get_dist_info()[1] > 1:
@@ -161,7 +146,6 @@ class GhostSRModel(FastSRModel):
         self.search = orientation_search(self.opt['train'])
         self.total_iter = int(self.opt['train']['total_iter'])
         self.noise_seed = rank0_seed(self.opt['manual_seed'])
-        self.iters_per_epoch = iters_per_epoch(self.opt)
         self.temperature = self.schedule(1, self.total_iter, self.iters_per_epoch)
         self.start_orientations = [layer.orientation().clone() for layer in self.ghost_layers]
 
@@ -251,8 +235,6 @@ class GhostSRModel(FastSRModel):
             tb_logger.add_histogram('ghost/orientation', indices, current_iter)
 
     def save(self, epoch, current_iter):
-        if current_iter != -1 and current_iter % self.iters_per_epoch == 0:
-            epoch += 1  # the epoch's last batch: resume with the next epoch rather than repeat this one
         super().save(epoch, current_iter)
         if current_iter == -1:  # BasicSR's end of training
             self.save_deploy()

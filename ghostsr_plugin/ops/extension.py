@@ -174,17 +174,22 @@ def find_nvcc():
     return nvcc if home and toolkit else None
 
 
-def build_folder(name, sources, archs):
-    """The cache folder of one build: sources, torch, CUDA toolkit and target architectures."""
-    from torch.utils import cpp_extension
-
-    key = [name, torch.__version__, torch.__file__, str(cpp_extension.CUDA_HOME), archs, ' '.join(NVCC_FLAGS)]
-    digest = hashlib.sha256('\0'.join(key).encode())
-    for path in sorted({*sources, SOURCE}):  # (a test build includes SOURCE)
+def cache_folder(name, key, sources):
+    """The cache folder of one compiled library: its name, ``key`` (what else decides the binary) and sources."""
+    digest = hashlib.sha256('\0'.join([name, torch.__version__, torch.__file__, *key]).encode())
+    for path in sorted(sources):
         with open(path, 'rb') as f:
             digest.update(f.read())
     cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
     return os.path.join(cache, 'ghostsr_plugin', f'{name}_{digest.hexdigest()[:16]}')
+
+
+def build_folder(name, sources, archs):
+    """The cache folder of one CUDA build: sources, torch, CUDA toolkit and target architectures."""
+    from torch.utils import cpp_extension
+
+    # (a test build includes SOURCE)
+    return cache_folder(name, [str(cpp_extension.CUDA_HOME), archs, ' '.join(NVCC_FLAGS)], {*sources, SOURCE})
 
 
 def build(archs=None, name='ghostsr_cuda_ops', sources=(SOURCE,)):
