@@ -426,8 +426,10 @@ def test_ctrl_c_while_a_command_starts_is_one_line_and_status_130(command, tmp_p
 
     args = ['upscale', 'in', '--out', 'out', '--onnx', 'm.onnx'] if command == 'ghostsr' else ['train', '-opt', 'o.yml']
     env = {**os.environ, 'PYTHONPROFILEIMPORTTIME': '1', 'PYTHONUNBUFFERED': '1'}
+    # (a background job's children start with SIGINT ignored, which Python then keeps: give the command the default)
     proc = subprocess.Popen([osp.join(BIN, command), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:
         if re.search(r'\|\s+torch\.', line):  # (inside `import torch`: one of its modules is done)
             proc.send_signal(signal.SIGINT)
