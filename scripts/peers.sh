@@ -4,7 +4,8 @@
 # one frame (so SMSR's masks see natural content); then the table, generated from the JSONs. Needs the trained
 # SMSR and depthwise-ghost demo runs (scripts/leaderboard.sh trains them); the shift-Ghost, EDSR and AdderEDSR demo
 # networks are timed with their runs' weights when trained, else random ones (their work does not depend on them).
-# Writes benchmarks/results/peers/. About 10 minutes; run nothing else meanwhile. Usage: bash scripts/peers.sh [REPEATS]
+# Writes benchmarks/results/peers/. About 20 minutes (AdderEDSR in onnxruntime alone about 12: its adder is standard
+# ops there); run nothing else meanwhile. Usage: bash scripts/peers.sh [REPEATS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091

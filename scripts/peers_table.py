@@ -146,7 +146,8 @@ def saving_table(timed_folder, results_folder):
         latency_saved = {e: 1 - m['latency']['seconds'] / b['latency']['seconds'] if m and b else None
                          for e, (m, b) in pairs.items()}
         cells += ['–' if s is None else f'{s:.1%}' for s in latency_saved.values()]
-        cells += ['–' if s is None else f'{s / saved:.2f}' for s in latency_saved.values()]
+        # (no FLOPs saved, as an adder layer's, which trades multiplications for additions: no share to turn)
+        cells += ['–' if s is None or saved <= 0 else f'{s / saved:.2f}' for s in latency_saved.values()]
         lines.append('| ' + ' | '.join(cells) + ' |')
         if 'spatial_sparsity' in eager[0]['latency']:
             notes.append(f"{row}: the masks skip {eager[0]['latency']['spatial_sparsity']:.1%} of the timed frame's "

@@ -59,6 +59,7 @@ def test_the_saving_table_from_results(tmp_path):
         'ghost': result(ghost, 'eager', 50e9, 0.75), 'ghost_ort': result(ghost, 'onnxruntime', 50e9, 0.6),
         'sparse': result(smsr + '.yml', 'eager', 99e9, 0.9, flops=40e9, spatial_sparsity=0.7, channel_sparsity=0.5),
         'dense': result(smsr + '_dense.yml', 'eager', 99e9, 0.8, flops=80e9),
+        'adder': result('options/demo/adder_edsr_x2_demo.yml', 'eager', 100e9, 3.0),  # (as many FLOPs as EDSR's)
     }
     for name, record in records.items():
         (timed / f'{name}.json').write_text(json.dumps(record))
@@ -73,6 +74,7 @@ def test_the_saving_table_from_results(tmp_path):
     assert ghost_row[1:] == ['33.50 / –', '50.0 / 100.0', '50.0%', '25.0%', '25.0%', '0.50', '0.50 |']
     smsr_row = lines['SMSR demo: sparse vs dense']  # FLOPs from the masks on the timed frame; no onnxruntime run
     assert smsr_row[3:] == ['50.0%', '-12.5%', '–', '-0.25', '– |']
+    assert lines['AdderEDSR demo vs EDSR demo'][3:] == ['0.0%', '-200.0%', '–', '–', '– |']
     assert 'GhostEDSR demo, depthwise ghosts vs EDSR demo' not in lines and "skip 70.0% of the timed frame's" in text
     peers.write_between(str(doc), text, begin, end)
     assert doc.read_text() == f'intro\n{begin}\n{text}{end}\nend\n'
