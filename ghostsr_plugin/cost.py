@@ -9,8 +9,10 @@ without a registered formula count zero, so a Ghost layer's shift costs nothing,
 the paper. Multiplications and additions are counted op by op over the same forward pass
 (:mod:`ghostsr_plugin.op_count`: convolutions, adder layers, activations, normalization,
 upsampling; a shift is data movement only), and the energy of one image is their sum
-weighted by :data:`ENERGY_PJ`. Latency is the median of timed forward passes after a warm-up, with CUDA
-events on a GPU and the wall clock on a CPU.
+weighted by :data:`ENERGY_PJ`. A network whose work depends on its input (SMSR's masks) is
+counted on the input as it runs (``mask_cost``): its sparse form's convolutions and matrix
+products are exactly what it computes. Latency is the median of timed forward passes after a
+warm-up, with CUDA events on a GPU and the wall clock on a CPU.
 """
 import copy
 import platform
@@ -69,6 +71,29 @@ def model_cost(net, x):
             'energy_pj': energy_pj(ops.mults, ops.adds), 'energy_table': ENERGY_TABLE,
             'outside_energy': {'special': dict(sorted(ops.special.items())),
                                'uncounted': dict(sorted(ops.uncounted.items()))}}
+
+
+def input_dependent(net):
+    """Whether the work ``net`` does depends on its input (learned masks decide it: SMSR).
+
+    Such a network reports ``mask_sparsity()`` after a forward and has an ``inference`` mode,
+    ``'sparse'`` (only what the masks keep) or ``'dense'`` (everything, then masked).
+    """
+    return callable(getattr(net, 'mask_sparsity', None))
+
+
+@torch.no_grad()
+def mask_cost(net, x):
+    """An input-dependent ``net`` on ``x``: ``model_cost`` as its masks decide (``sparse``) and computed densely
+    (``dense``), and the masks' sparsity."""
+    sparse = model_cost(net, x)
+    sparsity = net.mask_sparsity()
+    mode, net.inference = net.inference, 'dense'
+    try:
+        dense = model_cost(net, x)
+    finally:
+        net.inference = mode
+    return {'sparse': sparse, 'dense': dense, **sparsity}
 
 
 def network_cost(network_opt):

@@ -138,3 +138,13 @@ def read_color_image(path):
     if img is None:
         raise UnreadableImageError(f'cannot read image {path}: missing, corrupt or not an image')
     return img
+
+
+def mosaic(images, size):
+    """An (H, W) image tiled from ``images`` (H x W x C uint8 arrays): equal square cells cut from their centres,
+    in order, repeated as needed; natural content everywhere, to time a network whose work depends on the image."""
+    cell = min(min(img.shape[:2]) for img in images)
+    crops = [img[(img.shape[0] - cell) // 2:][:cell, (img.shape[1] - cell) // 2:][:, :cell] for img in images]
+    rows, cols = -(-size[0] // cell), -(-size[1] // cell)
+    grid = [np.concatenate([crops[(r * cols + c) % len(crops)] for c in range(cols)], 1) for r in range(rows)]
+    return np.ascontiguousarray(np.concatenate(grid, 0)[:size[0], :size[1]])

@@ -18,6 +18,15 @@ class InputError(ValueError):
     """Bad input from the user; the message names the problem, expected versus found."""
 
 
+class ArgumentError(InputError):
+    """An arch argument that cannot be built; ``option`` names the argument at fault (the option check reports
+    it as ``network_g.<option>``)."""
+
+    def __init__(self, message, option=None):
+        super().__init__(message)
+        self.option = option
+
+
 def did_you_mean(name, choices):
     """`` (did you mean 'x'?)`` for a mistyped ``name`` among ``choices``, or ''."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)

@@ -50,8 +50,10 @@ def load_weights(checkpoint, param_key=None, loaded=None):
 
 
 def is_deploy_state(state):
-    """Whether a state dict is a frozen Ghost model's (``ghostsr freeze``): offsets, no logits."""
-    return any(k.endswith('.offsets') for k in state) and not any(k.endswith('.logits') for k in state)
+    """Whether a state dict is a frozen model's (``ghostsr freeze``): baked choices (a Ghost layer's offsets, an SMSR
+    channel mask's sparse channels), no logits."""
+    return (any(k.endswith(('.offsets', '.sparse_channels')) for k in state)
+            and not any(k.endswith('.logits') for k in state))
 
 
 def load_state_dict(checkpoint, param_key=None):
@@ -86,6 +88,11 @@ def load_model(network_opt, checkpoint, param_key=None, loaded=None):
     return load_model_and_key(network_opt, checkpoint, param_key, loaded)[0]
 
 
+def network_input(image, device='cpu'):
+    """A uint8 BGR image as a network's input: (1, 3, H, W) RGB in [0, 1], as BasicSR trains."""
+    return img2tensor(image.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0).to(device)
+
+
 @torch.no_grad()
 def network_upscale(net, lr, device='cpu', tile=None, overlap=0, scale=None):
     """Super-resolve a uint8 BGR image with ``net`` (RGB in [0, 1], as BasicSR trains).
@@ -93,7 +100,7 @@ def network_upscale(net, lr, device='cpu', tile=None, overlap=0, scale=None):
     With ``tile`` (LR pixels), the image is processed in tiles with ``overlap`` pixels of
     context (see ``tiling``); ``scale`` is then the network's upscaling factor.
     """
-    x = img2tensor(lr.astype(np.float32) / 255., bgr2rgb=True, float32=True).unsqueeze(0).to(device)
+    x = network_input(lr, device)
     sr = net(x) if tile is None else tiled_forward(net, x, scale, tile, overlap)
     return tensor2img(sr.cpu(), rgb2bgr=True)
 
@@ -132,11 +139,12 @@ def check_measurable(gt_path, gt, scale):
             f'{SSIM_WINDOW}x{SSIM_WINDOW} after cropping {scale} pixels at each border, so at least {need}x{need}')
 
 
-def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate', skip_corrupt=False):
+def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate', skip_corrupt=False, measure=None):
     """Per-image and mean PSNR/SSIM (Y channel, border ``scale``) of ``upscale(lr) -> sr``.
 
     An unreadable image, or one too small to measure, is an error, or with ``skip_corrupt``
-    reported, skipped and listed under ``skipped``.
+    reported, skipped and listed under ``skipped``. ``measure(lr)``: further figures of each image
+    (a dict of numbers, e.g. the FLOPs its masks decide), kept per image and averaged.
     """
     rows, skipped = [], []
     for name, gt_path, lq_path in tqdm(paired_images(gt_folder, lq_folder), desc=desc, unit='image'):
@@ -157,8 +165,8 @@ def evaluate(upscale, gt_folder, lq_folder, scale, desc='evaluate', skip_corrupt
                'ssim': calculate_ssim(sr, gt, crop_border=scale, test_y_channel=True)}
         if any(math.isnan(row[k]) for k in ('psnr', 'ssim')):  # never written to a result
             raise InputError(f'{desc}: {gt_path} measured {row}; NaN is no result')
-        rows.append(row)
+        rows.append({**row, **(measure(lq) if measure else {})})
     if not rows:
         raise InputError(f'no readable, measurable image pairs in {gt_folder} and {lq_folder}')
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ('psnr', 'ssim')}
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != 'image'}
     return {'images': rows, **mean, 'skipped': skipped}

@@ -9,7 +9,7 @@ from collections import Counter
 
 import torch
 
-from ghostsr_plugin.archs.ghost_layer import named_ghost_layers
+from ghostsr_plugin.archs.ghost_layer import named_shift_layers
 
 
 def format_offsets(offsets):
@@ -20,7 +20,7 @@ def format_offsets(offsets):
 def orientation_histogram(net):
     """How many orientation groups of ``net`` use each (dy, dx), most used first."""
     counts = Counter()
-    for _, layer in named_ghost_layers(net):
+    for _, layer in named_shift_layers(net):
         counts.update(tuple(offset) for offset in layer.offset().tolist())
     return counts.most_common()
 
@@ -73,7 +73,7 @@ class OrientationMonitor:
     """Tracks every Ghost layer's argmax and sampled orientations of ``net``."""
 
     def __init__(self, net):
-        named = named_ghost_layers(net)
+        named = named_shift_layers(net)
         self.names, self.layers = [name for name, _ in named], [layer for _, layer in named]
         initial = argmax_orientations(self.layers)
         groups = [layer.orientation().numel() for layer in self.layers]

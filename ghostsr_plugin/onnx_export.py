@@ -26,7 +26,7 @@ def require_deploy_packages():
                          "pip install 'ghostsr-plugin[deploy]'")
 
 
-def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32), dynamic=True):
+def export_onnx(net, path, half=False, example_size=(2, 3, 32, 32), dynamic=True):
     """Write ``net`` (eval mode, Ghost layers frozen) as ONNX to ``path``; ``half``: in float16.
 
     ``dynamic=False`` fixes the input to ``example_size``, for archs that torch.export cannot
@@ -36,7 +36,7 @@ def export_onnx(net, path, half=False, example_size=(1, 3, 32, 32), dynamic=True
     require_deploy_packages()
     net = copy.deepcopy(net).eval().half() if half else net.eval()
     example = torch.rand(example_size, dtype=torch.float16 if half else torch.float32)
-    dims = {0: torch.export.Dim('batch'), 2: torch.export.Dim('height', min=2), 3: torch.export.Dim('width', min=2)}
+    dims = {0: torch.export.Dim('batch'), 2: torch.export.Dim('height', min=3), 3: torch.export.Dim('width', min=3)}
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter('ignore')
         program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT_NAME],

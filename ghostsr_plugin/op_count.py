@@ -5,10 +5,11 @@ energy, so this counts every floating-point operation a forward pass performs, a
 multiplications (a division counts as one: a multiplication by a reciprocal) and additions
 (a subtraction, and a comparison, which is a subtraction whose sign is kept, count as one).
 Moving data (views, padding, concatenation, pixel shuffle, gathers, a Ghost layer's shift)
-costs no arithmetic. Functions that are neither (exp, log, a power with a learned exponent,
-square roots) are counted apart as *special* evaluations, by name: no figure of the energy
-table stands for them. An op this module has no formula for is listed as *uncounted*, so a
-count never misses arithmetic silently.
+costs no arithmetic, nor do integer and boolean ops (indices, masks: SMSR's positions).
+Functions that are neither (exp, log, a power with a learned exponent, square roots) are
+counted apart as *special* evaluations, by name: no figure of the energy table stands for them.
+An op this module has no formula for is listed as *uncounted*, so a count never misses
+arithmetic silently.
 
 Counting runs under a ``TorchDispatchMode``: it sees the ATen ops (and the plugin's custom
 ops) that actually run, on any device including ``meta``, whatever the architecture. Per op:
@@ -144,6 +145,18 @@ def _pow(args, out):
     return 0, 0, {'pow': _numel(out)}
 
 
+def _avg_pool(args, out):
+    """Per output value: the window's values summed (k_h * k_w - 1 additions) and scaled (1 multiplication)."""
+    kernel = args[1] if isinstance(args[1], (list, tuple)) else [args[1]] * 2
+    window = kernel[0] * (kernel[-1] if len(kernel) > 1 else kernel[0])
+    return out.numel(), out.numel() * (window - 1)
+
+
+def _index_put(args, out):
+    """Values written (data movement), or with ``accumulate`` added: one addition each."""
+    return 0, (_numel(args[2]) if len(args) > 3 and args[3] else 0)
+
+
 def _upsample(taps):
     return lambda args, out: (out.numel() * taps, out.numel() * (taps - 1)) if taps else (0, 0)
 
@@ -178,6 +191,9 @@ FORMULAS = {
     aten.gt: _elementwise(0, 1), aten.le: _elementwise(0, 1), aten.ge: _elementwise(0, 1),
     aten.upsample_bilinear2d: _upsample(4), aten.upsample_bicubic2d: _upsample(16),
     aten.upsample_nearest2d: _upsample(0), aten._upsample_nearest_exact2d: _upsample(0),
+    aten.avg_pool2d: _avg_pool, aten.index_add: lambda args, out: (0, _numel(args[3])),
+    aten.index_add_: lambda args, out: (0, _numel(args[3])),
+    aten.index_put: _index_put, aten.index_put_: _index_put,
 }
 # Ops that only move, make or reinterpret data: no arithmetic.
 DATA_MOVEMENT = {
@@ -192,6 +208,7 @@ DATA_MOVEMENT = {
     aten.unfold, aten.as_strided, aten.bitwise_and, aten.bitwise_or, aten.logical_and, aten.logical_or,
     aten.logical_not, aten._local_scalar_dense,
     aten.one_hot, aten.scalar_tensor, aten.sym_size, aten.sym_stride, aten.sym_numel,
+    aten.new_zeros, aten.new_ones, aten.new_full, aten.nonzero,
 }
 PLUGIN_FORMULAS = {'adder2d': _adder}  # torch.ops.ghostsr.*: every other plugin op moves data (the shifts)
 
@@ -214,6 +231,9 @@ class OpCounter(TorchDispatchMode):
 def _count(func, args, out):
     packet = func.overloadpacket
     namespace = func.namespace
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if tensors and not any(t.is_floating_point() or t.is_complex() for t in tensors):
+        return OpCount()  # integer and boolean arithmetic: indices and masks, no floating-point operation
     if namespace == 'ghostsr':
         formula = PLUGIN_FORMULAS.get(packet.__name__)
         if formula is None:

@@ -19,7 +19,7 @@ from ghostsr_plugin.archs.conversion import WRAPPERS
 from ghostsr_plugin.archs.conversion import check_section as check_wrapper_section
 from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.data.in_memory_dataset import InMemoryPairedImageDataset
-from ghostsr_plugin.errors import InputError, did_you_mean
+from ghostsr_plugin.errors import ArgumentError, InputError, did_you_mean
 from ghostsr_plugin.init.from_options import check_section as check_ghost_init_section
 from ghostsr_plugin.models.fast_sr_model import FAST_KEYS, FastSRModel, fast_options
 from ghostsr_plugin.models.ghostsr_model import (
@@ -30,6 +30,7 @@ from ghostsr_plugin.models.ghostsr_model import (
     orientation_relaxation,
     orientation_search,
 )
+from ghostsr_plugin.models.smsr_model import SMSRModel, sparsity_schedule
 from ghostsr_plugin.schedules import build_schedule
 
 
@@ -160,6 +161,8 @@ class _Checker:
             with torch.device('meta'), warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 net = target(**kwargs)
+        except ArgumentError as err:  # (an argument the arch names)
+            self.fail(f'{key}.{err.option}' if err.option else key, str(err))
         except (TypeError, ValueError) as err:
             params = inspect.signature(target).parameters
             unchecked = [f'{k}={v!r}' for k, v in kwargs.items()
@@ -272,6 +275,27 @@ def _check_fast_options(check, train):
         raise OptionError(f'{check.path}: {err}') from None
 
 
+def _check_sparsity_options(check, train):
+    """SMSR's masks train with SMSRModel; its ``train.sparsity_opt`` and ``train.sparsity_schedule`` are valid."""
+    model = MODEL_REGISTRY.get(check.opt['model_type'])
+    masked = callable(getattr(ARCH_REGISTRY.get(check.opt['network_g']['type']), 'density', None))
+    if masked and not issubclass(model, SMSRModel):
+        check.fail('model_type', f"'{check.opt['model_type']}' does not train the masks of "
+                   f"{check.opt['network_g']['type']} (their temperature, the sparsity regularization); use SMSRModel")
+    if issubclass(model, SMSRModel) and not masked:
+        check.fail('model_type', f"SMSRModel trains the masks of a network like SMSR; "
+                   f"{check.opt['network_g']['type']} has none (use GhostSRModel or FastSRModel)")
+    weight = check.get('train.sparsity_opt.loss_weight', required=False)
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0):
+        check.fail('train.sparsity_opt.loss_weight',
+                   f'expected a number >= 0, found {type(weight).__name__} {weight!r}')
+    if issubclass(model, SMSRModel):
+        try:
+            sparsity_schedule(train)
+        except InputError as err:
+            raise OptionError(f'{check.path}: {err}') from None
+
+
 def check_ghost_init_file(path):
     """Load ``path`` and check its ``network_g`` and ``ghost_init`` (for ``ghostsr cluster-init``)."""
     opt = load_option_file(path)
@@ -369,6 +393,7 @@ def check_options(path, is_train, force_yml=None):
                        'of train.temperature_schedule, or train.orientation_search) leaves the logits without '
                        'gradient, which distributed training refuses; set it true or remove it')
         _check_fast_options(check, train)
+        _check_sparsity_options(check, train)
     else:
         check.get('val', dict)
     for name in (check.get('val.metrics', dict, required=False) or {}):

@@ -1,14 +1,19 @@
-"""Gumbel noise-scale ("temperature") schedules for the Ghost layers' learned shift.
+"""Schedules of a training quantity, a pure function of the iteration: the temperature of every learned
+Gumbel choice (Ghost layers' orientations, SMSR's masks) and SMSR's sparsity weight.
 
-Chosen in the option file's ``train`` section::
+Chosen in the option file's ``train`` section (``temperature_schedule``; SMSRModel's
+``sparsity_schedule`` takes the same keys)::
 
     temperature_schedule:
       type: exponential   # exponential | cosine | linear | step | constant, or your own
-      base: 0.97          # type-specific arguments
+      base: 0.97          # type-specific arguments (linear and cosine: end, the value they reach)
       unit: epoch         # the clock: BasicSR epochs or iterations
       period: 1           # units per schedule step (e.g. unit: iter, period: 1000)
+      span: ~             # units after the warm-up over which linear and cosine reach their end
+                          #   (default: the rest of the run)
       floor: 0            # the value never goes below this
-      warmup: 0           # units during which the orientation is held still
+      warmup: 0           # units during which the value stays at start (Ghost layers: the orientation
+                          #   is held still)
       hold_from: ~        # from this unit on, the orientation is held still to the end
 
 A schedule is a pure function of the iteration, so a resumed run continues it exactly.
@@ -30,19 +35,21 @@ class TemperatureSchedule:
     """Clock and common options; subclasses define ``value(step, num_steps)``.
 
     ``step`` counts schedule steps since the warm-up ended (0 at the first iteration after
-    it); ``num_steps`` is how many steps training has after the warm-up.
+    it); ``num_steps`` is how many steps the schedule runs its course over: ``span`` units, or
+    the rest of the run after the warm-up.
     """
 
-    def __init__(self, start=1.0, floor=0.0, unit='epoch', period=1, warmup=0, hold_from=None):
+    def __init__(self, start=1.0, floor=0.0, unit='epoch', period=1, warmup=0, span=None, hold_from=None):
         _check(start >= 0, 'start', f'must be >= 0, found {start}')
         _check(floor >= 0, 'floor', f'must be >= 0, found {floor}')
         _check(unit in ('epoch', 'iter'), 'unit', f"must be 'epoch' or 'iter', found {unit!r}")
         _check(isinstance(period, int) and period >= 1, 'period', f'must be an integer >= 1, found {period!r}')
         _check(isinstance(warmup, int) and warmup >= 0, 'warmup', f'must be an integer >= 0, found {warmup!r}')
+        _check(span is None or isinstance(span, int) and span >= 1, 'span', f'must be an integer >= 1, found {span!r}')
         _check(hold_from is None or (isinstance(hold_from, int) and hold_from > warmup), 'hold_from',
                f'must be an integer > warmup ({warmup}), found {hold_from!r}')
         self.start, self.floor, self.unit, self.period, self.warmup = start, floor, unit, period, warmup
-        self.hold_from = hold_from
+        self.span, self.hold_from = span, hold_from
 
     def _units(self, current_iter, iters_per_epoch):
         """Whole units elapsed before 1-based ``current_iter`` (0 during the first unit)."""
@@ -59,9 +66,9 @@ class TemperatureSchedule:
         return self.warmup > 0 or self.hold_from is not None
 
     def __call__(self, current_iter, total_iter, iters_per_epoch=1):
-        """Noise scale at 1-based ``current_iter`` of a ``total_iter``-iteration run."""
+        """The value at 1-based ``current_iter`` of a ``total_iter``-iteration run."""
         step = max(self._units(current_iter, iters_per_epoch) - self.warmup, 0) // self.period
-        total_units = self._units(total_iter, iters_per_epoch) + 1 - self.warmup
+        total_units = self.span or self._units(total_iter, iters_per_epoch) + 1 - self.warmup
         num_steps = max(math.ceil(total_units / self.period), 1)
         return max(self.value(step, num_steps), self.floor)
 
@@ -94,20 +101,30 @@ class ExponentialSchedule(TemperatureSchedule):
         return self.start * self.base**step
 
 
+class _ToEnd(TemperatureSchedule):
+    """From ``start`` to ``end`` (default: ``floor``) over the schedule's course, then held there."""
+
+    def __init__(self, end=None, **common):
+        super().__init__(**common)
+        _check(end is None or end >= 0, 'end', f'must be >= 0, found {end}')
+        self.end = self.floor if end is None else end
+
+
 @SCHEDULE_REGISTRY.register()
-class CosineSchedule(TemperatureSchedule):
-    """Half a cosine from ``start`` down to ``floor`` over the training after warm-up."""
+class CosineSchedule(_ToEnd):
+    """Half a cosine from ``start`` to ``end`` over the training after warm-up (or ``span``)."""
 
     def value(self, step, num_steps):
-        return self.floor + (self.start - self.floor) * (1 + math.cos(math.pi * min(step / num_steps, 1))) / 2
+        return self.end + (self.start - self.end) * (1 + math.cos(math.pi * min(step / num_steps, 1))) / 2
 
 
 @SCHEDULE_REGISTRY.register()
-class LinearSchedule(TemperatureSchedule):
-    """A straight line from ``start`` down to ``floor`` over the training after warm-up."""
+class LinearSchedule(_ToEnd):
+    """A straight line from ``start`` to ``end`` over the training after warm-up (or ``span``): SMSR's
+    temperature, 1 down to 0.4 over the first 30% of training, and its sparsity weight's warm-up."""
 
     def value(self, step, num_steps):
-        return self.start + (self.floor - self.start) * min(step / num_steps, 1)
+        return self.start + (self.end - self.start) * min(step / num_steps, 1)
 
 
 @SCHEDULE_REGISTRY.register()
@@ -139,10 +156,9 @@ def schedule_types():
     return types
 
 
-def build_schedule(schedule_opt=None):
-    """The schedule an option section describes (default: the official exponential)."""
-    key = 'train.temperature_schedule'  # where the section lives, for the messages
-    opt = dict(DEFAULT_SCHEDULE if schedule_opt is None else schedule_opt)
+def build_schedule(schedule_opt=None, key='train.temperature_schedule', default=DEFAULT_SCHEDULE):
+    """The schedule an option section at ``key`` describes (without one: ``default``, the official exponential)."""
+    opt = dict(default if schedule_opt is None else schedule_opt)
     name = opt.pop('type', None)
     types = schedule_types()
     if name not in types:

@@ -49,8 +49,10 @@ def receptive_radius(net):
             unbounded.append(module)
             return
         if isinstance(module, GhostConv2d):  # (a learned shift may still move: its largest)
-            reach = int(module.offset().abs().max()) if module.frozen else module.max_shift
-            reach = reach if module.num_ghost else 0
+            if module.cheap_op != 'shift' or not module.num_ghost:
+                reach = 0  # (depthwise ghosts: their conv is hooked itself)
+            else:
+                reach = int(module.offset().abs().max()) if 'offsets' in module._buffers else module.max_shift
         elif isinstance(module, AdderConv2d):
             reach = module.padding
         else:

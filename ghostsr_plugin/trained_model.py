@@ -6,10 +6,11 @@ From a BasicSR option file (``network_g``; weights from --checkpoint, else
 frozen form; a training checkpoint is frozen after loading, with a notice.
 """
 import os.path as osp
+from collections import Counter
 
 import yaml
 
-from ghostsr_plugin.archs import freeze, ghost_layers
+from ghostsr_plugin.archs import freeze, gumbel_modules
 from ghostsr_plugin.errors import InputError
 
 # the example the help gives (a test builds it as written)
@@ -71,12 +72,12 @@ def load_frozen(args):
 
 
 def frozen_model(network, checkpoint, param_key=None):
-    """The network ``network`` with the weights of ``checkpoint``, in eval mode, every Ghost layer frozen."""
+    """The network ``network`` with the weights of ``checkpoint``, in eval mode, every learned choice frozen."""
     from ghostsr_plugin.evaluate import load_model
 
     net = load_model(network, osp.expanduser(checkpoint), param_key)
-    learned = [layer for layer in ghost_layers(net) if not layer.frozen]
+    learned = Counter(m.PLURAL for m in gumbel_modules(net) if not m.frozen)
     if learned:
-        print(f'{checkpoint} is a training checkpoint: freezing its {len(learned)} Ghost layers at their argmax '
-              'orientation (as `ghostsr freeze` does)')
+        kinds = ', '.join(f'{count} {kind}' for kind, count in learned.items())
+        print(f'{checkpoint} is a training checkpoint: freezing its {kinds} at their argmax (as `ghostsr freeze` does)')
     return freeze(net)

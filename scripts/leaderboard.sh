@@ -25,6 +25,8 @@ train options/demo/edsr_baseline_x2_demo.yml demo_EDSR_x2_f64b16  # the teacher 
 for start in cluster order scratch; do
   train "options/demo/ghost_edsr_baseline_x2_${start}_demo.yml" "demo_GhostEDSR_x2_f64b16_${start}"
 done
+train options/demo/ghost_edsr_dw_x2_demo.yml demo_GhostEDSR_dw_x2_f32b4  # the paper's depthwise-ghost ablation
+train options/demo/smsr_x2_demo.yml demo_SMSR_x2_f32b2                   # SMSR (docs/peers.md)
 
 ghostsr benchmark bicubic --sets Set5 Set14 --scales 2 3 4 --out "$out" --overwrite
 ghostsr benchmark options/demo/edsr_x2_demo.yml --name 'EDSR demo (32f/4b)' --sets Set5 Set14 --out "$out" --overwrite
@@ -39,5 +41,10 @@ for start in cluster order scratch; do
     --name "GhostEDSR-baseline, $start init (+1500 it)" --baseline 'EDSR-baseline teacher (600 it)' \
     --sets Set5 Set14 --out "$out" --overwrite
 done
+ghostsr benchmark options/demo/ghost_edsr_dw_x2_demo.yml --name 'GhostEDSR demo, depthwise ghosts (32f/4b)' \
+  --sets Set5 Set14 --out "$out" --overwrite
+# SMSR: the sparse and the dense form of one trained network, timed in turn on Set14's LR images tiled (natural masks)
+ghostsr benchmark options/test/SMSR/test_SMSR_demo_x2.yml options/test/SMSR/test_SMSR_demo_x2_dense.yml \
+  --baseline SMSR_demo_x2_f32b2_dense --latency_input Set14 --sets Set5 Set14 --out "$out" --overwrite
 ghostsr leaderboard "$out" --out "$out" --overwrite
 python scripts/peers_table.py --into docs/peers.md

@@ -122,35 +122,3 @@ def test_folder_skips_other_json_files(tmp_path, capsys):
         load_results([str(folder)])
     with pytest.raises(InputError, match=r"result0\.json: key 'sets': expected the results of one or more test sets"):
         load_results(write_results(tmp_path / 'no_sets', {**PLAIN, 'sets': {}, 'latency': None}))
-
-
-def test_the_peers_tables_are_generated_from_the_result_jsons(tmp_path):
-    """scripts/peers_table.py: each demo model against the plain one, and the kernel against nn.Conv2d."""
-    import importlib.util
-    import os.path as osp
-
-    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'scripts', 'peers_table.py')
-    spec = importlib.util.spec_from_file_location('peers_table', path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    cost = {'cost_input': [1, 3, 360, 640], 'model': {'training': {'iterations_per_second': 3.25}}}
-    plain, ghost = ({**r, **cost, 'name': n} for r, n in ((PLAIN, script.ROWS[0]), (GHOST, script.ROWS[1])))
-    adder = {**plain, 'name': script.ROWS[2], 'mults': 31_600_000_000, 'adds': 606_000_000_000,
-             'energy_pj': 662_320_000_000.0, 'latency': {**LATENCY, 'seconds': 0.0369}}
-    write_results(tmp_path, ghost, adder, plain, {'format': 'something else'})
-    row = {'seconds': 0.01, 'peak_bytes': 2**21, 'time_ratio': 1.0, 'memory_ratio': 1.0}
-    kernel = {'shape': {'batch': 16, 'in_channels': 32, 'out_channels': 32, 'size': [32, 32], 'kernel': 3},
-              'threads': 1, 'device': 'a CPU', 'repeats': 20, 'date': '2026-12-06', 'command': 'python x.py',
-              'forward': {'conv': row, 'adder': {**row, 'seconds': 0.02, 'time_ratio': 2.0}, 'method': 'wall clock'},
-              'forward_backward': {'conv': row, 'method': 'wall clock'},
-              'targets': {'forward': {'ratio_to_conv': 2.0, 'at_most': 3, 'met': True}}}
-    (tmp_path / 'adder').mkdir()
-    (tmp_path / 'adder' / 'kernel_a-cpu_2026-12-06.json').write_text(json.dumps(kernel))
-    lines = script.tables(str(tmp_path)).splitlines()
-    assert lines[4] == ('| EDSR demo (32f/4b) | 35.12 / 0.9432 | 31.50 / 0.8900 | 1,370,000 | 158.0 | 158.1 | 727.0 | '
-                        '1.00 | 12 | 1.00 | 3.25 |')
-    assert lines[6] == ('| AdderEDSR demo (32f/4b) | 35.12 / 0.9432 | 31.50 / 0.8900 | 1,370,000 | 31.6 | 606.0 | '
-                        '662.3 | 0.91 | 37 | 3.00 | 3.25 |')
-    assert '| forward | adder | 20.00 | 2.00 | 2.00 | 1.00 |' in lines
-    assert any(line.startswith('Shape: batch 16, 32 -> 32 channels') and 'forward 2.00x (at most 3x): met' in line
-               for line in lines)

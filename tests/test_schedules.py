@@ -34,6 +34,23 @@ def test_cosine_and_linear_reach_the_floor_at_the_end():
     assert linear == pytest.approx([1, 0.9, 0.5, 0.1])
 
 
+def test_smsr_papers_temperature_and_sparsity_weight_over_a_span():
+    # The paper's epochs of 1,000 iterations, 1,000 of them: tau = max(1 - (epoch - 1) / 500, 0.4) and the
+    # sparsity weight min((epoch - 1) / 50, 1), as in options/train/SMSR.
+    temperature = {'type': 'linear', 'start': 1, 'end': 0.4, 'span': 300_000, 'period': 1000, 'unit': 'iter'}
+    weight = {'type': 'linear', 'start': 0, 'end': 1, 'span': 50_000, 'period': 1000, 'unit': 'iter'}
+    iterations = [1, 1000, 1001, 150_001, 299_001, 300_001, 999_999]
+    epochs = [(i - 1) // 1000 + 1 for i in iterations]
+    assert values(temperature, iterations, 1_000_000) == pytest.approx([max(1 - (e - 1) / 500, 0.4) for e in epochs])
+    assert values(weight, iterations, 1_000_000) == pytest.approx([min((e - 1) / 50, 1) for e in epochs])
+    # the span is in units whatever the run's length: a run moved to 2,000 iterations keeps its ramp
+    ramp = {'type': 'linear', 'start': 0, 'end': 1, 'span': 75, 'unit': 'iter'}
+    assert values(ramp, [1, 38, 76, 2000], 2000) == pytest.approx([0, 37 / 75, 1, 1])
+    # cosine reaches its end too; without end, linear and cosine end at the floor as before
+    assert values({'type': 'cosine', 'start': 0, 'end': 2, 'span': 10, 'unit': 'iter'}, [1, 6, 11]) == \
+        pytest.approx([0, 1, 2])
+
+
 def test_step_and_constant():
     opt = {'type': 'step', 'milestones': [2, 5], 'gamma': 0.5, 'unit': 'epoch'}
     assert values(opt, [1, 20, 21, 50, 51]) == pytest.approx([1, 1, 0.5, 0.5, 0.25])
@@ -77,6 +94,8 @@ def test_a_user_schedule_registers_the_basicsr_way():
     ({'type': 'exponential', 'base': -0.5}, 'train.temperature_schedule.base', 'must be in (0, 1], found -0.5'),
     ({'type': 'linear', 'bse': 1}, 'train.temperature_schedule.bse', 'not an option of the linear schedule'),
     ({'type': 'cosine', 'unit': 'epochs'}, 'train.temperature_schedule.unit', "found 'epochs'"),
+    ({'type': 'linear', 'span': 0}, 'train.temperature_schedule.span', 'must be an integer >= 1, found 0'),
+    ({'type': 'linear', 'end': -1}, 'train.temperature_schedule.end', 'must be >= 0, found -1'),
     ({'type': 'linear', 'warmup': 5, 'hold_from': 5}, 'train.temperature_schedule.hold_from',
      'integer > warmup (5), found 5'),
     ({'type': 'cosine', 'hold_from': 0.7}, 'train.temperature_schedule.hold_from', 'found 0.7'),

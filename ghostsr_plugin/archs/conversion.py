@@ -41,7 +41,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from ghostsr_plugin.errors import InputError
+from ghostsr_plugin.errors import ArgumentError
 from ghostsr_plugin.registration import register
 
 from .conv_graph import named_convs, trace_convs
@@ -52,12 +52,8 @@ ATTENTION_NAME = re.compile('attention|attn', re.IGNORECASE)
 WRAPPERS = {}  # wrapper arch function -> (its layer kind, its option ranges), see conversion_wrapper
 
 
-class ConversionError(InputError):
+class ConversionError(ArgumentError):
     """A network or conv that cannot be converted; ``option`` is the wrapper's option at fault, if any."""
-
-    def __init__(self, message, option=None):
-        super().__init__(message)
-        self.option = option
 
 
 def describe(conv):

@@ -23,13 +23,15 @@ from .ghost_layer import GhostConv2d
     ('ratio', lambda v: 0 < v <= 1, 'a number in (0, 1]'),
     ('max_shift', lambda v: isinstance(v, int) and v >= 0, 'an integer >= 0'),
     ('orientation_groups', lambda v: isinstance(v, int) and v >= 1, 'an integer >= 1')))
-def Ghost(base, ratio=0.5, max_shift=1, orientation_groups=1, abs_argmax=False, deploy=False, convert=BODY):
+def Ghost(base, ratio=0.5, max_shift=1, orientation_groups=1, abs_argmax=False, deploy=False, convert=BODY,
+          cheap_op='shift'):
     """The ``base`` network (a BasicSR network section) with the convs ``convert`` names as Ghost layers.
 
-    ``ratio``, ``max_shift``, ``orientation_groups``, ``abs_argmax`` and ``deploy`` are the Ghost
-    layer's (see ``GhostConv2d``); ``convert`` is ``'body'`` or a list of module-name patterns
+    ``ratio``, ``max_shift``, ``orientation_groups``, ``abs_argmax``, ``deploy`` and ``cheap_op`` are the
+    Ghost layer's (see ``GhostConv2d``); ``convert`` is ``'body'`` or a list of module-name patterns
     (see ``ghostsr_plugin.archs.conversion``). Raises ``ConversionError`` naming the module that
     cannot be converted.
     """
     return convert_network(GhostConv2d, base, convert, ratio=ratio, max_shift=max_shift,
-                           orientation_groups=orientation_groups, abs_argmax=abs_argmax, deploy=deploy)
+                           orientation_groups=orientation_groups, abs_argmax=abs_argmax, deploy=deploy,
+                           cheap_op=cheap_op)

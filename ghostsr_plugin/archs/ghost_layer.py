@@ -16,8 +16,12 @@ from torch.nn import functional as F
 from ghostsr_plugin import ops
 from ghostsr_plugin.ops import traceable
 
+from .gumbel import GumbelChoice, gumbel_noise
 
-class GhostConv2d(nn.Module):
+CHEAP_OPS = ('shift', 'depthwise')
+
+
+class GhostConv2d(GumbelChoice):
     """Conv whose output channels beyond ``ceil(c_out * ratio)`` are shifted copies.
 
     Args:
@@ -31,6 +35,10 @@ class GhostConv2d(nn.Module):
         abs_argmax: pick the orientation by argmax of ``|logits + noise|`` as the official
             code does, instead of the Gumbel-max ``logits + noise`` of the paper.
         deploy: build the frozen form (see ``freeze``) that a deploy checkpoint loads into.
+        cheap_op: how the ghosts are made from the intrinsic channels: ``'shift'`` (GhostSR's learned
+            shift, the default) or ``'depthwise'`` (GhostNet's cheap operation, the GhostSR paper's
+            ablation: a learned 3x3 depthwise conv per ghost, ``cheap``; no orientation to learn, so
+            nothing to freeze; ``conv_groups`` 1 only).
         conv_groups: G, the ``groups`` of the real conv, for archs built on group convs
             (CARN-M). The output is laid out per conv group, as the plain group conv's is:
             output group ``g`` (channels ``[g * c_g, (g + 1) * c_g)``, ``c_g = out_channels / G``)
@@ -70,10 +78,15 @@ class GhostConv2d(nn.Module):
     """
 
     KIND = 'Ghost'  # the layer kind's name, for the conversion's messages (archs/conversion.py)
+    PLURAL = 'Ghost layers'
 
     def __init__(self, in_channels, out_channels, kernel_size=3, ratio=0.5, max_shift=1, orientation_groups=1,
-                 bias=True, abs_argmax=False, deploy=False, conv_groups=1):
+                 bias=True, abs_argmax=False, deploy=False, conv_groups=1, cheap_op='shift'):
         super().__init__()
+        if cheap_op not in CHEAP_OPS:
+            raise ValueError(f'GhostConv2d: cheap_op must be one of {CHEAP_OPS}, got {cheap_op!r}')
+        if cheap_op == 'depthwise' and conv_groups != 1:
+            raise ValueError(f'GhostConv2d: depthwise ghosts need conv_groups=1, got {conv_groups}')
         if not 0 < ratio <= 1:
             raise ValueError(f'GhostConv2d: ratio must be in (0, 1], got {ratio}')
         if max_shift < 0:
@@ -89,19 +102,21 @@ class GhostConv2d(nn.Module):
             raise ValueError(f'GhostConv2d: {group_ghost} ghost channels{where} (out_channels={out_channels}, '
                              f'ratio={ratio}{grouped}) cannot be split into orientation_groups={orientation_groups}')
         self.out_channels, self.max_shift, self.abs_argmax = out_channels, max_shift, abs_argmax
+        self.cheap_op = cheap_op
         self.primary = nn.Conv2d(in_channels, num_intrinsic, kernel_size, padding=kernel_size // 2, bias=bias,
                                  groups=conv_groups)
         side = 2 * max_shift + 1
-        if deploy:
+        if cheap_op == 'depthwise':  # (ghost c is the depthwise conv of intrinsic channel c % num_intrinsic)
+            self.cheap = nn.Conv2d(self.num_ghost, self.num_ghost, 3, padding=1, groups=self.num_ghost, bias=bias)
+        elif deploy:
             self.register_buffer('offsets', torch.zeros(orientation_groups, 2, dtype=torch.long))
             self._sync_static_offsets()
         else:
             self.logits = nn.Parameter(torch.empty(orientation_groups, side * side))
             # The official code's init: He-uniform on a (1, 1, side, side) kernel.
             nn.init.kaiming_uniform_(self.logits.view(orientation_groups, 1, side, side), a=math.sqrt(5))
-        self.temperature, self.noise_generator, self.learn_orientation, self.noise = 1.0, None, True, None
+        self.learn_orientation, self.noise, self.last_sampled = True, None, None
         self.relaxation, self.centered_gradient = 'gumbel_max', False
-        self.last_sampled = None
 
     @staticmethod
     def refuses(conv):
@@ -127,7 +142,8 @@ class GhostConv2d(nn.Module):
 
     @property
     def frozen(self):
-        return 'offsets' in self._buffers
+        """Whether the orientation is fixed: a frozen (deploy) layer, or depthwise ghosts (none to learn)."""
+        return self.cheap_op != 'shift' or 'offsets' in self._buffers
 
     def _scores(self, logits):
         return logits.abs() if self.abs_argmax else logits
@@ -170,7 +186,7 @@ class GhostConv2d(nn.Module):
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        if self.frozen:
+        if 'offsets' in self._buffers:
             self._sync_static_offsets()
 
     def selection(self):
@@ -191,8 +207,7 @@ class GhostConv2d(nn.Module):
         if self.noise is not None:
             scores = scores + self.noise
         elif self.temperature:  # at 0 no noise is drawn: 0 * inf (an exponential sample of 0) would be NaN
-            gumbel = -torch.empty_like(logits).exponential_(generator=self.noise_generator).log()
-            scores = scores + self.temperature * gumbel
+            scores = scores + self.temperature * gumbel_noise(logits, self.noise_generator)
         index = self._scores(scores).argmax(-1)
         self.last_sampled = index
         hard = F.one_hot(index, logits.shape[-1]).to(logits.dtype)
@@ -202,6 +217,8 @@ class GhostConv2d(nn.Module):
 
     def forward(self, x):
         x1 = self.primary(x)
+        if self.cheap_op == 'depthwise':
+            return torch.cat([x1, self.cheap(traceable.ghost_source(x1, self.num_ghost))], 1)
         if (self.frozen or not self.training) and (torch.compiler.is_compiling() or torch.jit.is_tracing()):
             return self._graph_forward(x1)
         groups = self.primary.groups
@@ -238,6 +255,8 @@ class GhostConv2d(nn.Module):
         return out.flatten(1, 2) if groups > 1 else out
 
     def extra_repr(self):
+        if self.cheap_op == 'depthwise':
+            return f'out_channels={self.out_channels}, num_ghost={self.num_ghost}, cheap_op=depthwise'
         groups = (self.offsets if self.frozen else self.logits).shape[0]
         conv_groups = f', conv_groups={self.primary.groups}' if self.primary.groups > 1 else ''
         return (f'out_channels={self.out_channels}, num_ghost={self.num_ghost}, max_shift={self.max_shift}, '
@@ -254,8 +273,11 @@ def ghost_layers(net):
     return [m for _, m in named_ghost_layers(net)]
 
 
-def freeze(net):
-    """Freeze every Ghost layer of ``net`` in place (see ``GhostConv2d.freeze``); returns ``net``."""
-    for layer in ghost_layers(net):
-        layer.freeze()
-    return net
+def named_shift_layers(net):
+    """``(module path, layer)`` of every Ghost layer of ``net`` whose ghosts are learned shifts (orientations)."""
+    return [(name, m) for name, m in named_ghost_layers(net) if m.cheap_op == 'shift']
+
+
+def shift_layers(net):
+    """Every Ghost layer of ``net`` whose ghosts are learned shifts, in module order."""
+    return [m for _, m in named_shift_layers(net)]

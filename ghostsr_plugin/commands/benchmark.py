@@ -41,15 +41,33 @@ from ghostsr_plugin import engines, trained_model
 from ghostsr_plugin.archs.conversion import upscale_factor
 from ghostsr_plugin.atomic import write_json
 from ghostsr_plugin.commands import non_negative_int, positive_int, torch_device
-from ghostsr_plugin.cost import OUTPUT_SIZE, cost_input, device_name, interleaved_latency, model_cost
-from ghostsr_plugin.data_prep import matlab_bicubic
+from ghostsr_plugin.cost import (
+    OUTPUT_SIZE,
+    cost_input,
+    device_name,
+    energy_pj,
+    input_dependent,
+    interleaved_latency,
+    mask_cost,
+    model_cost,
+)
+from ghostsr_plugin.data_prep import matlab_bicubic, mosaic, read_color_image
 from ghostsr_plugin.errors import InputError
-from ghostsr_plugin.evaluate import evaluate, latest_checkpoint, load_model_and_key, network_upscale, paired_images
+from ghostsr_plugin.evaluate import (
+    evaluate,
+    latest_checkpoint,
+    load_model_and_key,
+    network_input,
+    network_upscale,
+    paired_images,
+)
 from ghostsr_plugin.models.fast_sr_model import training_summary
 from ghostsr_plugin.option_check import check_network_options, load_option_file
 from ghostsr_plugin.outputs import check_files_folder, check_output_files
 from ghostsr_plugin.results import BICUBIC, RESULT_FORMAT, portable_path, result_path, set_folders, set_order, sha256
 from ghostsr_plugin.tiling import overlap_warning
+
+MASK_COUNTS = ('flops', 'mults', 'adds', 'energy_pj')  # counts that an input-dependent network's masks decide
 
 
 def add_arguments(parser):
@@ -76,6 +94,9 @@ def add_arguments(parser):
                         'right shape)')
     parser.add_argument('--latency_size', nargs=2, type=positive_int, metavar=('H', 'W'),
                         help='LR size of the timed input (default: the one whose output is 1280 x 720)')
+    parser.add_argument('--latency_input', default='random', metavar='random|SET',
+                        help="the timed input: 'random' (default), or a test set under --data whose LR images are "
+                        'tiled into it (for networks whose work depends on the image: SMSR)')
     parser.add_argument('--tile', type=positive_int, help='process test images in tiles of this many LR pixels')
     parser.add_argument('--tile_overlap', type=non_negative_int,
                         help='LR pixels of context around each tile; at least the receptive-field radius (a '
@@ -174,9 +195,12 @@ def environment():
 
 
 def _load_network(model, scale, args, device):
-    """The network on ``args.engine``: its run function, description and cost (latency measured later).
+    """The network on ``args.engine``: its run function, description, cost (latency measured later) and the eager
+    network.
 
     Without a checkpoint (``--latency_only``) the network keeps its seeded random initialization.
+    A network whose work depends on its input is counted on the random input here; the test sets'
+    images replace that count (``_image_cost``).
     """
     if model['checkpoint']:
         net, param_key = load_model_and_key(model['network_g'], model['checkpoint'], model['param_key'])
@@ -186,7 +210,8 @@ def _load_network(model, scale, args, device):
     net = net.to(device)
     x = cost_input(scale, device)
     cost = {**model_cost(net, x), 'cost_input': list(x.shape)}
-    # (frozen: the logits are no deployed parameter)
+    if input_dependent(net):
+        cost['dense'] = {k: v for k, v in mask_cost(net, x)['dense'].items() if k in MASK_COUNTS}
     run = engines.prepare(net, args.engine, args.threads, device, **engines.settings(args, device))
     if args.tile is not None:
         warning = overlap_warning(net, args.tile_overlap)
@@ -197,24 +222,58 @@ def _load_network(model, scale, args, device):
                  'checkpoint': portable_path(model['checkpoint']), 'param_key': param_key,
                  'sha256': {portable_path(f): sha256([f]) for f in files},
                  'training': training_summary(model['checkpoint']) if model['checkpoint'] else None}
-    return run, described, cost
+    return run, described, cost, net
+
+
+def _image_cost(net, image):
+    """The shares of its dense counts an input-dependent network's masks leave on one LR image, and their sparsity."""
+    x = network_input(image, next(net.parameters()).device).to(next(net.parameters()).dtype)
+    counted = mask_cost(net, x)
+    return {**{f'{k}_ratio': counted['sparse'][k] / counted['dense'][k] for k in ('flops', 'mults', 'adds')},
+            **{k: counted[k] for k in ('spatial_sparsity', 'channel_sparsity')}}
+
+
+def _mask_counts(cost, results):
+    """An input-dependent network's counts from the test images' masks: their mean share of the dense counts times
+    its dense counts at 1280 x 720 (the FLOPs per set too), the energy of those; and their mean sparsity."""
+    images = [image for result in results.values() for image in result['images']]
+    for result in results.values():
+        result['flops'] = result['flops_ratio'] * cost['dense']['flops']
+    counts = {k: sum(i[f'{k}_ratio'] for i in images) / len(images) * cost['dense'][k]
+              for k in ('flops', 'mults', 'adds')}
+    return {**counts, 'energy_pj': energy_pj(counts['mults'], counts['adds']),
+            'counts_from': 'the masks of the test images: their mean share of the dense counts, at 1280 x 720',
+            'sparsity': {k: sum(i[f'{k}_sparsity'] for i in images) / len(images) for k in ('spatial', 'channel')}}
+
+
+def _timed_input(args, scale, device):
+    """The timed LR input: random, or ``--latency_input``'s LR images at ``scale`` tiled (1, 3, H, W)."""
+    size = args.latency_size or [OUTPUT_SIZE[0] // scale, OUTPUT_SIZE[1] // scale]
+    if args.latency_input == 'random':
+        return torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+    images = [read_color_image(lq) for _, _, lq in paired_images(*set_folders(args.data, args.latency_input, scale))]
+    return network_input(mosaic(images, size), device)
 
 
 def _latencies(loaded, args, device):
-    """Each network's latency, all timed in turn in each round (fair ratios on a noisy machine)."""
-    def timed_input(scale):
-        size = args.latency_size or [OUTPUT_SIZE[0] // scale, OUTPUT_SIZE[1] // scale]
-        return torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
-
-    calls = {name: partial(run, timed_input(scale)) for name, (run, scale, _, _) in loaded.items()}
+    """Each network's latency, all timed in turn in each round (fair ratios on a noisy machine); for a network
+    whose work depends on its input, also its FLOPs and sparsity on the timed input."""
+    inputs = {name: _timed_input(args, scale, device) for name, (_, scale, _, _, _) in loaded.items()}
+    calls = {name: partial(run, inputs[name]) for name, (run, _, _, _, _) in loaded.items()}
     print(f"timing {', '.join(calls)}: {args.repeats} interleaved forward passes each on {args.engine}, "
           f'{device_name(device)}')
     seconds, method = interleaved_latency(calls, device, args.warmup, args.repeats)
     threads = args.threads if args.engine == 'onnxruntime' else torch.get_num_threads()
-    return {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
-                   'device': device_name(device), 'engine': args.engine, **engines.settings(args, device),
-                   'threads': threads,
-                   'input': list(calls[name].args[0].shape)} for name in calls}
+    latencies = {name: {'seconds': seconds[name], 'method': method, 'warmup': args.warmup, 'repeats': args.repeats,
+                        'device': device_name(device), 'engine': args.engine, **engines.settings(args, device),
+                        'threads': threads, 'input': list(inputs[name].shape), 'input_kind': args.latency_input}
+                 for name in calls}
+    for name, (_, _, _, _, net) in loaded.items():
+        if input_dependent(net):
+            counted = mask_cost(net, inputs[name].to(next(net.parameters()).dtype))
+            latencies[name].update(flops=counted['sparse']['flops'], flops_dense=counted['dense']['flops'],
+                                   **{k: counted[k] for k in ('spatial_sparsity', 'channel_sparsity')})
+    return latencies
 
 
 def _recorded_options(args):
@@ -244,6 +303,11 @@ def run(args):
             raise InputError(f"'{writer[path]}' x{scale} and '{name}' x{scale} would both write {path}; "
                              'give them distinct names (--name or the option files\' name)')
         paths[name, scale], writer[path] = path, name
+    if args.latency_input != 'random':
+        for lq_folder in {set_folders(args.data, args.latency_input, s)[1] for m, s in runs if m != BICUBIC}:
+            if not osp.isdir(lq_folder):
+                raise InputError(f"--latency_input {args.latency_input}: expected 'random' or a prepared test set; "
+                                 f'{lq_folder} does not exist')
     read = [args.data, *(f for name, s in pairs for f in set_folders(args.data, name, s))] if sets else []
     check_files_folder(args.out, input_folders=read)  # (a set's folder may be a link to elsewhere)
     check_output_files(list(writer), args.overwrite)
@@ -252,8 +316,8 @@ def run(args):
     for model, scale in runs:
         if model != BICUBIC:
             print(f"{model['name']}: loading, counting FLOPs and energy, preparing the {args.engine} engine")
-            run_network, described, cost = _load_network(model, scale, args, device)
-            loaded[model['name']] = (run_network, scale, described, cost)
+            run_network, described, cost, net = _load_network(model, scale, args, device)
+            loaded[model['name']] = (run_network, scale, described, cost, net)
     latencies = _latencies(loaded, args, device)
     options = _recorded_options(args)
     for model, scale in runs:
@@ -263,17 +327,20 @@ def run(args):
                                                                         'cost_input', 'latency')}
         else:
             name, baseline = model['name'], model['baseline']
-            run_network, _, described, cost = loaded[name]
+            run_network, _, described, cost, net = loaded[name]
             cost = {**cost, 'latency': latencies[name]}
             upscale = partial(network_upscale, run_network, tile=args.tile, overlap=args.tile_overlap, scale=scale)
+        measure = partial(_image_cost, net) if model != BICUBIC and input_dependent(net) else None
         results = {}
         for set_name in sets:
             gt_folder, lq_folder = set_folders(args.data, set_name, scale)
             result = evaluate(upscale, gt_folder, lq_folder, scale, desc=f'{name} {set_name} x{scale}',
-                              skip_corrupt=args.skip_corrupt)
+                              skip_corrupt=args.skip_corrupt, measure=measure)
             files = [p for _, gt, lq in pairs[set_name, scale] for p in (gt, lq)]
             results[set_name] = {**result, 'gt_folder': portable_path(gt_folder), 'lq_folder': portable_path(lq_folder),
                                  'data_sha256': sha256(files)}
+        if measure and results:
+            cost.update(_mask_counts(cost, results))
         record = {
             'format': RESULT_FORMAT, 'name': name, 'baseline': baseline, 'scale': scale, 'model': described,
             'sets': results, **cost,

@@ -1,14 +1,15 @@
-"""Freeze a trained Ghost model: every learned orientation becomes a fixed integer shift.
+"""Freeze a trained model: every learned orientation becomes a fixed integer shift, every SMSR channel mask hard.
 
-The deploy checkpoint has the offsets as integer buffers and no logits; it loads into the
-same arch built with ``deploy: true`` and gives outputs identical to the eval-mode model.
-Both ``params`` and ``params_ema`` are frozen when present.
+The deploy checkpoint has the offsets (SMSR: the sparse channels) as buffers and no logits; it
+loads into the same arch built with ``deploy: true`` and gives outputs identical to the
+eval-mode model. Both ``params`` and ``params_ema`` are frozen when present.
 """
 import os.path as osp
 
 import torch
 
-from ghostsr_plugin.archs import freeze, named_ghost_layers
+from ghostsr_plugin.archs import freeze, named_shift_layers
+from ghostsr_plugin.archs.smsr_arch import ChannelMask
 from ghostsr_plugin.atomic import atomic_path
 from ghostsr_plugin.checkpoint import load_checkpoint
 from ghostsr_plugin.errors import InputError
@@ -41,7 +42,11 @@ def run(args):
     with atomic_path(args.out) as temporary:
         torch.save({key: net.state_dict() for key, net in frozen.items()}, temporary)
 
-    for name, layer in named_ghost_layers(frozen[keys[-1]]):
+    for name, layer in named_shift_layers(frozen[keys[-1]]):
         print(f'{name}: (dy, dx) = {format_offsets(layer.offset().tolist())}')
+    for name, mask in frozen[keys[-1]].named_modules():
+        if isinstance(mask, ChannelMask):
+            counts = ' '.join(map(str, mask.sparse_channels.sum(1).tolist()))
+            print(f'{name}: sparse channels per layer {counts} (of {mask.sparse_channels.shape[1]})')
     print(f'{checkpoint} ({osp.getsize(checkpoint):,d} bytes) -> {args.out} ({osp.getsize(args.out):,d} bytes), '
           f'keys {keys}. Load it with network_g {{type: {opt["network_g"]["type"]}, ..., deploy: true}}.')

@@ -89,6 +89,9 @@ def check_section(check):
     ``network_g`` itself is checked by the caller, as every network section.
     """
     section = check.get('ghost_init', dict)
+    if check.opt['network_g'].get('cheap_op', 'shift') != 'shift':
+        check.fail('network_g.cheap_op', f"'{check.opt['network_g']['cheap_op']}': the clustering init starts learned "
+                   'shifts (cheap_op: shift); depthwise ghosts train from scratch (remove ghost_init)')
     for name in section:
         if name not in SECTION_KEYS:
             check.fail(f'ghost_init.{name}', f'unknown key{check.suggest(name, SECTION_KEYS)}; '

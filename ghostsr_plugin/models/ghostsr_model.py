@@ -1,7 +1,8 @@
 """GhostSRModel: FastSRModel (BasicSR's SRModel with fast training options) plus the life cycle of
-the Ghost layers' learned shift.
+the network's learned Gumbel choices: the Ghost layers' shifts (and SMSR's masks, ``SMSRModel``).
 
-Every iteration it sets each Ghost layer's Gumbel noise scale from the temperature
+Every iteration it sets the temperature of every learned choice (``archs.gumbel``: a Ghost
+layer's Gumbel noise scale, an SMSR mask's softmax temperature) from the temperature
 schedule (``train.temperature_schedule``, see ``ghostsr_plugin.schedules``) and seeds the
 noise from rank 0's ``manual_seed`` and the iteration, so every rank draws the same noise.
 A run resumed with ``--auto_resume`` draws the same noise as an uninterrupted one when the
@@ -42,7 +43,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ghostsr_plugin.archs import freeze, ghost_layers
+from ghostsr_plugin.archs import freeze, gumbel_modules, shift_layers
 from ghostsr_plugin.errors import InputError
 from ghostsr_plugin.init import ghost_init_for_training
 from ghostsr_plugin.models.fast_sr_model import FastSRModel
@@ -138,7 +139,7 @@ class GhostSRModel(FastSRModel):
             ghost_init_for_training(self.opt, self.get_bare_model(self.net_g))
         super().init_training_settings()
         net = self.get_bare_model(self.net_g)
-        self.ghost_layers = ghost_layers(net)
+        self.ghost_layers, self.gumbel_modules = shift_layers(net), gumbel_modules(net)
         self.monitor = OrientationMonitor(net)
         self.schedule = build_schedule(self.opt['train'].get('temperature_schedule'))
         self.relaxation = orientation_relaxation(self.opt['train'])
@@ -156,7 +157,7 @@ class GhostSRModel(FastSRModel):
         no weight decay; BasicSR's schedulers and its resume handle every group alike.
         """
         train_opt = self.opt['train']
-        logits = {id(layer.logits) for layer in ghost_layers(self.get_bare_model(self.net_g)) if not layer.frozen}
+        logits = {id(layer.logits) for layer in shift_layers(self.get_bare_model(self.net_g)) if not layer.frozen}
         weights, orientation = [], []
         for name, param in self.net_g.named_parameters():
             if not param.requires_grad:
@@ -184,8 +185,10 @@ class GhostSRModel(FastSRModel):
             temperature = max(temperature, MIN_SOFTMAX_TEMPERATURE)
             if self.fast.compile is not None:  # an input of the graph, not a constant it would recompile for
                 temperature = torch.tensor(temperature, device=self.device)
+        for module in self.gumbel_modules:  # every learned choice (SMSR's masks too): the schedule's value
+            module.temperature, module.noise_generator = self.temperature, noise
         for layer in self.ghost_layers:
-            layer.temperature, layer.learn_orientation, layer.noise_generator = temperature, learn, noise
+            layer.temperature, layer.learn_orientation = temperature, learn
             layer.relaxation, layer.centered_gradient = self.relaxation, self.centered_gradient
         if self.fast.compile is not None and learn and self.relaxation == 'gumbel_max':
             self.draw_noise(noise)
@@ -217,6 +220,8 @@ class GhostSRModel(FastSRModel):
 
     def get_current_log(self):
         """BasicSR calls this at its print frequency: add the temperature and the orientations."""
+        if not self.ghost_layers:
+            return {**super().get_current_log(), 'temperature': self.temperature}
         rows = self.monitor.report()
         get_root_logger().info('Ghost orientations, argmax (dy, dx) [changes of the argmax/sampled orientation '
                                'since the last log]: ' + ', '.join(
@@ -228,16 +233,19 @@ class GhostSRModel(FastSRModel):
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         super().validation(dataloader, current_iter, tb_logger, save_img)
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        if not shift_layers(net):
+            return
         counts = ', '.join(f'{offset}: {count}' for offset, count in orientation_histogram(net))
         get_root_logger().info(f'Ghost orientation histogram (dy, dx): {counts}')
         if tb_logger:
-            indices = torch.cat([layer.orientation() for layer in ghost_layers(net)]).cpu()
+            indices = torch.cat([layer.orientation() for layer in shift_layers(net)]).cpu()
             tb_logger.add_histogram('ghost/orientation', indices, current_iter)
 
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
         if current_iter == -1:  # BasicSR's end of training
             self.save_deploy()
+        if current_iter == -1 and self.ghost_layers:
             moved = [name for name, layer, start in zip(self.monitor.names, self.ghost_layers, self.start_orientations)
                      if not torch.equal(layer.orientation(), start)]
             get_root_logger().info(f'Ghost layers whose argmax orientation moved since this run started: '
@@ -248,7 +256,7 @@ class GhostSRModel(FastSRModel):
                                        f'{len(names)}/{len(self.ghost_layers)} {names}')
 
     def save_deploy(self):
-        """Write ``net_g_deploy.pth``: the networks with their orientations frozen into integer shifts."""
+        """Write ``net_g_deploy.pth``: the networks with their learned choices frozen (integer shifts, hard masks)."""
         nets, keys = [self.net_g], ['params']
         if hasattr(self, 'net_g_ema'):
             nets, keys = [self.net_g, self.net_g_ema], ['params', 'params_ema']

@@ -27,7 +27,7 @@ def shift(x, dy, dx):
     return F.pad(x, (dx, -dx, dy, -dy))
 
 
-def _ghost_source(x1, num_ghost):
+def ghost_source(x1, num_ghost):
     """Ghost channel ``c`` copies intrinsic channel ``c % c_intrinsic`` (channels: the third-last axis)."""
     c_intrinsic = x1.shape[-3]
     source = x1 if num_ghost <= c_intrinsic else torch.cat([x1] * -(-num_ghost // c_intrinsic), -3)
@@ -46,7 +46,7 @@ def shift_kernel(offsets, num_ghost, max_shift):
 
 def ghost_features_by_conv(x1, kernel):
     """``ghost_features`` with the shifts as one depthwise convolution by :func:`shift_kernel` (N, C, H, W)."""
-    source = _ghost_source(x1, kernel.shape[0])
+    source = ghost_source(x1, kernel.shape[0])
     ghosts = F.conv2d(source, kernel.to(x1.dtype), padding=kernel.shape[-1] // 2, groups=kernel.shape[0])
     return torch.cat([x1, ghosts], dim=1)
 
@@ -57,7 +57,7 @@ def ghost_features(x1, num_ghost, offsets):
     ``x1`` may carry leading dims before the channel axis (a Ghost layer over a group conv
     passes (N, groups, C, H, W)); channels are the third-last axis.
     """
-    source = _ghost_source(x1, num_ghost)
+    source = ghost_source(x1, num_ghost)
     per_group = num_ghost // len(offsets)
     ghosts = [shift(source[..., g * per_group:(g + 1) * per_group, :, :], dy, dx) for g, (dy, dx) in enumerate(offsets)]
     return torch.cat([x1, *ghosts], dim=-3)
@@ -80,7 +80,7 @@ def shift_at(x, offset):
 
 def ghost_features_at(x1, num_ghost, offsets):
     """:func:`ghost_features` with ``offsets`` a (G, 2) integer tensor, as ``ops.ghost_features`` takes them."""
-    source = _ghost_source(x1, num_ghost)
+    source = ghost_source(x1, num_ghost)
     per_group = num_ghost // offsets.shape[0]
     ghosts = [shift_at(source[..., g * per_group:(g + 1) * per_group, :, :], offsets[g])
               for g in range(offsets.shape[0])]
