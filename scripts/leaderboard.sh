@@ -42,7 +42,7 @@ for start in cluster order scratch; do
     --sets Set5 Set14 --out "$out" --overwrite
 done
 ghostsr benchmark options/demo/ghost_edsr_dw_x2_demo.yml --name 'GhostEDSR demo, depthwise ghosts (32f/4b)' \
-  --sets Set5 Set14 --out "$out" --overwrite
+  --baseline 'EDSR demo (32f/4b)' --sets Set5 Set14 --out "$out" --overwrite
 # SMSR: the sparse and the dense form of one trained network, timed in turn on Set14's LR images tiled (natural masks)
 ghostsr benchmark options/test/SMSR/test_SMSR_demo_x2.yml options/test/SMSR/test_SMSR_demo_x2_dense.yml \
   --baseline SMSR_demo_x2_f32b2_dense --latency_input Set14 --sets Set5 Set14 --out "$out" --overwrite

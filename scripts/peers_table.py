@@ -101,7 +101,7 @@ def kernel_table(path):
                         f"{'met' if t['met'] else 'missed'}" for name, t in record['targets'].items())
     return ('\n'.join(lines) + f"\n\nShape: batch {shape['batch']}, {shape['in_channels']} -> {shape['out_channels']} "
             f"channels, {shape['size'][0]} x {shape['size'][1]}, {shape['kernel']} x {shape['kernel']}; "
-            f"{record['threads']} thread(s), {record['device']}, median of {record['repeats']} interleaved rounds "
+            f"{record['device']}, median of {record['repeats']} interleaved rounds "
             f"({record['date']}, `{record['command']}`). Targets: {targets}. "
             f"JSON: `{osp.relpath(path)}`.\n")
 
