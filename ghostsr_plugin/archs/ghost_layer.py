@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ghostsr_plugin import ops
+from ghostsr_plugin.errors import ArgumentError
 from ghostsr_plugin.ops import traceable
 
 from .gumbel import GumbelChoice, gumbel_noise
@@ -84,7 +85,8 @@ class GhostConv2d(GumbelChoice):
                  bias=True, abs_argmax=False, deploy=False, conv_groups=1, cheap_op='shift'):
         super().__init__()
         if cheap_op not in CHEAP_OPS:
-            raise ValueError(f'GhostConv2d: cheap_op must be one of {CHEAP_OPS}, got {cheap_op!r}')
+            raise ArgumentError(f'GhostConv2d: cheap_op must be one of {CHEAP_OPS}, got {cheap_op!r}',
+                                option='cheap_op')
         if cheap_op == 'depthwise' and conv_groups != 1:
             raise ValueError(f'GhostConv2d: depthwise ghosts need conv_groups=1, got {conv_groups}')
         if not 0 < ratio <= 1:
