@@ -144,7 +144,8 @@ def mosaic(images, size):
     """An (H, W) image tiled from ``images`` (H x W x C uint8 arrays): equal square cells cut from their centres,
     in order, repeated as needed; natural content everywhere, to time a network whose work depends on the image."""
     cell = min(min(img.shape[:2]) for img in images)
-    crops = [img[(img.shape[0] - cell) // 2:][:cell, (img.shape[1] - cell) // 2:][:, :cell] for img in images]
+    corners = [((img.shape[0] - cell) // 2, (img.shape[1] - cell) // 2) for img in images]
+    crops = [img[top:top + cell, left:left + cell] for img, (top, left) in zip(images, corners)]
     rows, cols = -(-size[0] // cell), -(-size[1] // cell)
     grid = [np.concatenate([crops[(r * cols + c) % len(crops)] for c in range(cols)], 1) for r in range(rows)]
     return np.ascontiguousarray(np.concatenate(grid, 0)[:size[0], :size[1]])

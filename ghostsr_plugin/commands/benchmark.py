@@ -227,7 +227,8 @@ def _load_network(model, scale, args, device):
 
 def _image_cost(net, image):
     """The shares of its dense counts an input-dependent network's masks leave on one LR image, and their sparsity."""
-    x = network_input(image, next(net.parameters()).device).to(next(net.parameters()).dtype)
+    parameter = next(net.parameters())
+    x = network_input(image, parameter.device).to(parameter.dtype)
     counted = mask_cost(net, x)
     return {**{f'{k}_ratio': counted['sparse'][k] / counted['dense'][k] for k in ('flops', 'mults', 'adds')},
             **{k: counted[k] for k in ('spatial_sparsity', 'channel_sparsity')}}

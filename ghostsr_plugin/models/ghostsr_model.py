@@ -243,9 +243,10 @@ class GhostSRModel(FastSRModel):
 
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
-        if current_iter == -1:  # BasicSR's end of training
-            self.save_deploy()
-        if current_iter == -1 and self.ghost_layers:
+        if current_iter != -1:  # (-1: BasicSR's end of training)
+            return
+        self.save_deploy()
+        if self.ghost_layers:
             moved = [name for name, layer, start in zip(self.monitor.names, self.ghost_layers, self.start_orientations)
                      if not torch.equal(layer.orientation(), start)]
             get_root_logger().info(f'Ghost layers whose argmax orientation moved since this run started: '

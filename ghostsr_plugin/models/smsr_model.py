@@ -19,6 +19,7 @@ At BasicSR's print frequency the log line carries the temperature, the sparsity 
 density and the hard masks' ``spatial_sparsity`` (share of positions skipped, this batch) and
 ``channel_sparsity`` (share of sparse channels).
 """
+from basicsr.losses import build_loss
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 from torch import nn
@@ -55,9 +56,7 @@ class SMSRModel(GhostSRModel):
     def init_training_settings(self):
         super().init_training_settings()
         train_opt = self.opt['train']
-        self.cri_sparsity = LOSS_REGISTRY.get(train_opt['sparsity_opt']['type'])(
-            **{k: v for k, v in train_opt['sparsity_opt'].items() if k != 'type'}) if train_opt.get(
-                'sparsity_opt') else None
+        self.cri_sparsity = build_loss(train_opt['sparsity_opt']) if train_opt.get('sparsity_opt') else None
         self.sparsity_schedule = sparsity_schedule(train_opt)
         self.sparsity_weight = self.sparsity_schedule(1, self.total_iter, self.iters_per_epoch)
 
